@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The test suite: QEMU's qtests for the card (through QEMU's meson test
+# harness), then checks of the command line, the run command and the
+# exported patch series.  Ends with "N passed, N failed".
+
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/tests.sh"
+
+passed=0
+failed=0
+failures=()
+
+result() {          # result NAME STATUS
+    if [ "$2" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "ok - $1"
+    else
+        failed=$((failed + 1))
+        failures+=("$1")
+        echo "not ok - $1"
+    fi
+}
+
+# --- qtests, through meson -------------------------------------------------
+names=()
+for t in "${QTESTS[@]}"; do
+    names+=("qtest-x86_64/$t")
+done
+echo "== qtests: ${QTESTS[*]}"
+meson test -C "$QEMU_BUILD" --no-rebuild --print-errorlogs "${names[@]}"
+counts=$(python3 - "$QEMU_BUILD/meson-logs/testlog.json" <<'EOF'
+import json, re, sys
+
+passed = failed = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    out = t.get('stdout') or ''
+    ok = len(re.findall(r'^ok ', out, re.M))
+    bad = len(re.findall(r'^not ok ', out, re.M))
+    skipped = len(re.findall(r'^ok .*# SKIP', out, re.M))
+    passed += ok - skipped
+    failed += bad
+    if t['result'] not in ('OK', 'SKIP', 'EXPECTEDFAIL') and bad == 0:
+        failed += 1     # died, or timed out, outside a test case
+print(passed, failed)
+EOF
+)
+read -r qp qf <<< "$counts"
+passed=$((passed + qp))
+failed=$((failed + qf))
+[ "$qf" -eq 0 ] || failures+=("qtests ($qf)")
+
+# --- the command line -------------------------------------------------------
+echo "== command line"
+"$QEMU_BIN" -device help 2>&1 | grep -q '^name "vtpm-pci", bus PCI'
+result "-device help lists vtpm-pci" $?
+
+"$QEMU_BIN" -device vtpm-pci,help 2>&1 | grep -q 'addr=<int32>'
+result "-device vtpm-pci,help lists its properties" $?
+
+# --- the README's run command, fed monitor commands --------------------------
+echo "== run"
+out=$(printf 'info pci\ninfo qtree\nquit\n' |
+      timeout 60 "$(dirname "$0")/run.sh" 2>&1)
+status=$?
+grep -q 'PCI device 1af4:10f2' <<< "$out" &&
+    grep -q 'dev: vtpm-pci, id ""' <<< "$out" && [ $status -eq 0 ]
+result "run: QEMU starts with the card and quits on request" $?
+
+# --- the patch series ---------------------------------------------------------
+echo "== patch series"
+series=$VTPM_CACHE/series
+"$(dirname "$0")/qemu-tree.py" export -o "$series"
+result "export: the series applies to QEMU with git am" $?
+
+cp_out=$(cd "$VTPM_CACHE/qemu-pristine" &&
+         perl scripts/checkpatch.pl --no-color "$series"/*.patch 2>&1)
+cp_status=$?
+echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
+result "checkpatch: no errors in the exported series" $cp_status
+
+echo
+if [ $failed -ne 0 ]; then
+    printf 'failed: %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

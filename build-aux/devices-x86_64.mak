@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The x86_64 device set vtpm-pci builds QEMU with (--without-default-devices
+# --with-devices-x86_64=vtpm-pci): the pc and q35 boards, the TPMs, and what
+# the tests and a serial-console guest need.  Not part of the patch series.
+
+CONFIG_I440FX=y
+CONFIG_Q35=y
+CONFIG_ISA_DEBUG=y
+CONFIG_SERIAL_ISA=y
+CONFIG_TPM_CRB=y
+CONFIG_TPM_TIS_ISA=y
+CONFIG_VTPM_PCI=y
+CONFIG_TPM_EMULATOR=y
+CONFIG_TPM_PASSTHROUGH=y

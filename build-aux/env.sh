@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Sourced by the build-aux scripts: where things live, and the build's
+# configuration.
+
+: "${VTPM_CACHE:=$HOME/.cache/vtpm-pci}"
+export VTPM_CACHE
+VTPM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QEMU_SRC=$VTPM_CACHE/qemu
+QEMU_BUILD=$VTPM_CACHE/build
+QEMU_BIN=$QEMU_BUILD/qemu-system-x86_64
+
+# ccache through Debian's compiler wrappers, its cache beside the build
+export CCACHE_DIR=$VTPM_CACHE/ccache
+case ":$PATH:" in
+*:/usr/lib/ccache:*) ;;
+*) PATH=/usr/lib/ccache:$PATH ;;
+esac
+
+# x86_64 only, TCG only, no optional features but TPM and libtpms, and
+# only the devices in build-aux/devices-x86_64.mak.  Debian's python3
+# is named so that configure finds Debian's meson.
+QEMU_CONFIGURE_ARGS=(
+    --python=/usr/bin/python3
+    --target-list=x86_64-softmmu
+    --without-default-features
+    --without-default-devices
+    --with-devices-x86_64=vtpm-pci
+    --enable-tcg
+    --enable-tpm
+    --enable-libtpms
+    --disable-docs
+    --disable-install-blobs
+    --disable-download
+)
+
+# Firmware that Debian strips from QEMU's tarball, from Debian's packages
+FIRMWARE_DIRS=(/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu)

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Install what building and testing vtpm-pci needs on a Debian 12 host.
+#
+# Everything comes from Debian's archive, reached through the mirror the
+# host's apt configuration already uses:
+#   - bookworm:           compilers, glib, libtpms, firmware, swtpm
+#   - bookworm-backports: meson >= 1.5 (QEMU 10.0 needs it)
+#   - trixie (deb-src):   QEMU 10.0's source package
+#
+# Idempotent: a second run only checks that the packages are there.
+
+set -euo pipefail
+
+PACKAGES=(
+    build-essential ccache dpkg-dev pkg-config ninja-build python3-venv
+    libglib2.0-dev libfdt-dev zlib1g-dev flex bison
+    libtpms-dev
+    seabios ipxe-qemu qemu-system-data
+    swtpm swtpm-tools
+)
+BACKPORTS_PACKAGES=(meson)
+MESON_MIN=1.5
+
+log() { printf 'setup-host: %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-host: must run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+if ! grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+    log "warning: written for Debian 12 (bookworm); carrying on"
+fi
+
+# The Debian mirror this host is already configured for: the URI apt reports
+# for bookworm/main.
+archive_uri() {
+    apt-cache policy |
+        awk '$3 ~ /^bookworm\/main$/ && $4 == "amd64" { print $2; exit }'
+}
+
+list=/etc/apt/sources.list.d/vtpm-pci.sources
+need_update=
+if [ ! -f "$list" ]; then
+    uri=$(archive_uri)
+    if [ -z "$uri" ]; then
+        apt-get update -q
+        uri=$(archive_uri)
+    fi
+    [ -n "$uri" ] || { echo "setup-host: no bookworm/main apt source" >&2; exit 1; }
+    log "adding bookworm-backports and trixie deb-src from $uri"
+    cat > "$list" <<SRC
+# Added by vtpm-pci's build-aux/setup-host.sh.
+# meson >= 1.5 for QEMU 10.0 (installed explicitly with -t bookworm-backports)
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+# QEMU 10.0 source package (source only: no trixie binaries on this host)
+Types: deb-src
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    need_update=1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+        missing+=("$p")
+done
+meson_ok=
+if command -v meson >/dev/null &&
+   dpkg --compare-versions "$(meson --version)" ge "$MESON_MIN"; then
+    meson_ok=1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ -n "$meson_ok" ] && [ -z "$need_update" ]; then
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ -z "$meson_ok" ]; then
+    log "installing meson from bookworm-backports"
+    apt-get install -y -q --no-install-recommends \
+        -t bookworm-backports "${BACKPORTS_PACKAGES[@]}"
+fi

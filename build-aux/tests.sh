@@ -1,0 +1,9 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The qtests "make check" builds and runs, by their meson names
+# (qtest-x86_64/NAME).
+
+QTESTS=(
+    vtpm-pci-test
+    device-introspect-test
+    qom-test
+)
