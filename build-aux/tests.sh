@@ -4,6 +4,7 @@
 
 QTESTS=(
     vtpm-pci-test
+    vtpm-pci-swtpm-test
     device-introspect-test
     qom-test
 )

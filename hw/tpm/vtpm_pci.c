@@ -2,9 +2,14 @@
  * vtpm-pci: a PCI TPM card with an I/O port register interface
  *
  * BAR 0 is an I/O BAR holding the register block described in
- * docs/specs/vtpm-pci.rst.  Registers are 32 bits wide and may be accessed
- * with 1, 2 or 4 byte port accesses at any offset that stays inside one
- * register.
+ * docs/specs/vtpm-pci.rst; BAR 1 holds the MSI-X table.  A command is
+ * written byte-stream fashion to the DATA port, started through CONTROL,
+ * handed to the TPM backend (which runs it in a worker thread), and its
+ * response is read back from DATA.  Completion raises an interrupt.
+ *
+ * Registers are 32 bits wide and may be accessed with 1, 2 or 4 byte port
+ * accesses at any offset that stays inside one register; DATA only at its
+ * own offset, where every access moves 1, 2 or 4 bytes of the stream.
  *
  * Copyright (c) 2026 The vtpm-pci authors
  *
@@ -15,30 +20,285 @@
 #include "qemu/bitops.h"
 #include "qemu/log.h"
 #include "qemu/module.h"
+#include "qapi/error.h"
+#include "hw/pci/msix.h"
 #include "hw/pci/pci_device.h"
+#include "hw/qdev-properties.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "migration/vmstate.h"
+#include "system/tpm_backend.h"
+#include "system/tpm_util.h"
+#include "tpm_prop.h"
 #include "trace.h"
 
 OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
+
+/* A TPM command or response starts with tag (2), size (4), code (4) */
+#define TPM_HEADER_SIZE     10
 
 struct VTPMPCIState {
     PCIDevice parent_obj;
 
     MemoryRegion io;
+    TPMBackend *tpmbe;
+    TPMBackendCmd cmd;
+    uint32_t buffer_size;       /* largest command/response, <= buf size */
+    uint8_t *buf;               /* the command, then its response */
+
+    /* Guest-visible state */
+    uint32_t state;             /* enum VTPMCmdState */
+    uint32_t error;             /* enum VTPMError */
     uint32_t scratch;
+    uint32_t locality;
+    uint32_t int_enable;
+    uint32_t int_status;
+    uint32_t cmd_len;           /* command bytes received */
+    bool overflow;              /* ... and more were dropped */
+    uint32_t rsp_len;           /* response bytes */
+    uint32_t rsp_pos;           /* response bytes read so far */
+
+    /* Not migrated: derived from the state above */
+    bool irq_level;
+    uint32_t data_len;          /* bytes of buf in the migration stream */
 };
+
+static const char *const vtpm_pci_state_names[] = {
+    [VTPM_STATE_IDLE] = "idle",
+    [VTPM_STATE_RECEIVING] = "receiving",
+    [VTPM_STATE_EXECUTING] = "executing",
+    [VTPM_STATE_COMPLETE] = "complete",
+};
+
+static void vtpm_pci_set_state(VTPMPCIState *s, enum VTPMCmdState state)
+{
+    trace_vtpm_pci_state(vtpm_pci_state_names[s->state],
+                         vtpm_pci_state_names[state]);
+    s->state = state;
+}
+
+/* Refuse a guest request: log it once, remember why, change nothing else */
+static void vtpm_pci_refuse(VTPMPCIState *s, enum VTPMError error,
+                            const char *what)
+{
+    qemu_log_mask(LOG_GUEST_ERROR, "vtpm-pci: %s (state %s)\n", what,
+                  vtpm_pci_state_names[s->state]);
+    s->error = error;
+}
+
+static void vtpm_pci_update_irq(VTPMPCIState *s)
+{
+    PCIDevice *pci_dev = PCI_DEVICE(s);
+    bool level = s->int_status & s->int_enable;
+
+    if (msix_enabled(pci_dev)) {
+        if (level && !s->irq_level) {
+            msix_notify(pci_dev, 0);
+        }
+        pci_set_irq(pci_dev, 0);
+    } else {
+        pci_set_irq(pci_dev, level);
+    }
+    if (level != s->irq_level) {
+        trace_vtpm_pci_irq(level);
+    }
+    s->irq_level = level;
+}
+
+static uint32_t vtpm_pci_status(VTPMPCIState *s)
+{
+    uint32_t val = 0;
+
+    val = FIELD_DP32(val, VTPM_STATUS, STATE, s->state);
+    val = FIELD_DP32(val, VTPM_STATUS, ERROR, s->error != VTPM_ERR_NONE);
+    switch (tpm_backend_get_tpm_version(s->tpmbe)) {
+    case TPM_VERSION_1_2:
+        val = FIELD_DP32(val, VTPM_STATUS, FAMILY, VTPM_FAMILY_TPM12);
+        break;
+    case TPM_VERSION_2_0:
+        val = FIELD_DP32(val, VTPM_STATUS, FAMILY, VTPM_FAMILY_TPM20);
+        break;
+    default:
+        break;
+    }
+    return val;
+}
+
+static void vtpm_pci_discard(VTPMPCIState *s)
+{
+    s->cmd_len = 0;
+    s->overflow = false;
+    s->rsp_len = 0;
+    s->rsp_pos = 0;
+    s->error = VTPM_ERR_NONE;
+}
+
+/* The backend finished the command: make its response readable */
+static void vtpm_pci_request_completed(TPMIf *ti, int ret)
+{
+    VTPMPCIState *s = VTPM_PCI(ti);
+    uint32_t len = tpm_cmd_get_size(s->buf);
+
+    if (ret != 0 || len < TPM_HEADER_SIZE || len > s->buffer_size) {
+        /* No usable response: give the guest a well-formed TPM failure */
+        tpm_util_write_fatal_error_response(s->buf, s->buffer_size);
+        len = tpm_cmd_get_size(s->buf);
+    }
+    trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len);
+
+    s->rsp_len = len;
+    s->rsp_pos = 0;
+    vtpm_pci_set_state(s, VTPM_STATE_COMPLETE);
+    s->int_status = FIELD_DP32(s->int_status, VTPM_INT_STATUS, COMPLETE, 1);
+    vtpm_pci_update_irq(s);
+}
+
+static enum TPMVersion vtpm_pci_get_version(TPMIf *ti)
+{
+    VTPMPCIState *s = VTPM_PCI(ti);
+
+    return tpm_backend_get_tpm_version(s->tpmbe);
+}
+
+static void vtpm_pci_start(VTPMPCIState *s)
+{
+    switch (s->state) {
+    case VTPM_STATE_IDLE:
+        vtpm_pci_refuse(s, VTPM_ERR_LENGTH, "START with no command written");
+        return;
+    case VTPM_STATE_RECEIVING:
+        break;
+    default:
+        vtpm_pci_refuse(s, VTPM_ERR_STATE, "START while busy");
+        return;
+    }
+
+    if (s->overflow) {
+        vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
+                        "START of a command longer than the buffer");
+    } else if (s->cmd_len < TPM_HEADER_SIZE) {
+        vtpm_pci_refuse(s, VTPM_ERR_LENGTH,
+                        "START of a command shorter than its header");
+    } else if (tpm_cmd_get_size(s->buf) != s->cmd_len) {
+        vtpm_pci_refuse(s, VTPM_ERR_LENGTH,
+                        "START of a command whose header size differs "
+                        "from the bytes written");
+    } else {
+        trace_vtpm_pci_command(tpm_cmd_get_ordinal(s->buf), s->cmd_len,
+                               s->locality);
+        vtpm_pci_set_state(s, VTPM_STATE_EXECUTING);
+        s->cmd = (TPMBackendCmd) {
+            .locty = s->locality,
+            .in = s->buf,
+            .in_len = s->cmd_len,
+            .out = s->buf,
+            .out_len = s->buffer_size,
+        };
+        tpm_backend_deliver_request(s->tpmbe, &s->cmd);
+        return;
+    }
+    /* The command is dropped; the error stays visible until the next one */
+    s->cmd_len = 0;
+    s->overflow = false;
+    vtpm_pci_set_state(s, VTPM_STATE_IDLE);
+}
+
+static void vtpm_pci_control(VTPMPCIState *s, uint32_t val)
+{
+    switch (val) {
+    case R_VTPM_CONTROL_START_MASK:
+        vtpm_pci_start(s);
+        break;
+    case R_VTPM_CONTROL_CANCEL_MASK:
+        if (s->state != VTPM_STATE_EXECUTING) {
+            vtpm_pci_refuse(s, VTPM_ERR_STATE,
+                            "CANCEL with no command executing");
+            break;
+        }
+        trace_vtpm_pci_cancel();
+        tpm_backend_cancel_cmd(s->tpmbe);
+        break;
+    case R_VTPM_CONTROL_ABORT_MASK:
+        if (s->state == VTPM_STATE_EXECUTING) {
+            vtpm_pci_refuse(s, VTPM_ERR_STATE,
+                            "ABORT while executing (CANCEL first)");
+            break;
+        }
+        vtpm_pci_discard(s);
+        vtpm_pci_set_state(s, VTPM_STATE_IDLE);
+        break;
+    default:
+        vtpm_pci_refuse(s, VTPM_ERR_VALUE,
+                        "CONTROL write with other than exactly one bit");
+        break;
+    }
+}
+
+static uint32_t vtpm_pci_data_read(VTPMPCIState *s, unsigned size)
+{
+    uint32_t val = 0;
+    unsigned i;
+
+    if (s->state != VTPM_STATE_COMPLETE) {
+        vtpm_pci_refuse(s, VTPM_ERR_STATE, "DATA read with no response");
+        return MAKE_64BIT_MASK(0, size * 8);
+    }
+    for (i = 0; i < size; i++) {
+        uint8_t byte = 0xff;
+
+        if (s->rsp_pos < s->rsp_len) {
+            byte = s->buf[s->rsp_pos++];
+        } else if (s->error != VTPM_ERR_UNDERRUN) {
+            vtpm_pci_refuse(s, VTPM_ERR_UNDERRUN,
+                            "DATA read past the end of the response");
+        }
+        val |= byte << (i * 8);
+    }
+    if (s->rsp_pos == s->rsp_len) {
+        /* All of it read: ready for the next command */
+        vtpm_pci_set_state(s, VTPM_STATE_IDLE);
+    }
+    return val;
+}
+
+static void vtpm_pci_data_write(VTPMPCIState *s, uint32_t val, unsigned size)
+{
+    unsigned i;
+
+    switch (s->state) {
+    case VTPM_STATE_IDLE:
+        vtpm_pci_discard(s);
+        vtpm_pci_set_state(s, VTPM_STATE_RECEIVING);
+        break;
+    case VTPM_STATE_RECEIVING:
+        break;
+    default:
+        vtpm_pci_refuse(s, VTPM_ERR_STATE, "DATA write while busy");
+        return;
+    }
+    for (i = 0; i < size; i++) {
+        if (s->cmd_len < s->buffer_size) {
+            s->buf[s->cmd_len++] = val >> (i * 8);
+        } else if (!s->overflow) {
+            s->overflow = true;
+            vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
+                            "DATA write past the end of the buffer");
+        }
+    }
+}
 
 /*
  * Split a port access into the register it falls in and the bit position
  * of its lowest byte.  Returns false for an access that straddles two
- * registers.
+ * registers, or that reaches DATA anywhere but at its own offset.
  */
 static bool vtpm_pci_decode(hwaddr addr, unsigned size, hwaddr *reg,
                             unsigned *shift)
 {
     *reg = addr & ~(hwaddr)3;
     *shift = (addr & 3) * 8;
+    if (*reg == A_VTPM_DATA) {
+        return addr == A_VTPM_DATA;
+    }
     return (addr & 3) + size <= 4;
 }
 
@@ -50,9 +310,7 @@ static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
     uint32_t val;
 
     if (!vtpm_pci_decode(addr, size, &reg, &shift)) {
-        qemu_log_mask(LOG_GUEST_ERROR,
-                      "%s: %u-byte read at 0x%" HWADDR_PRIx
-                      " straddles two registers\n", __func__, size, addr);
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "misplaced register read");
         val = MAKE_64BIT_MASK(0, size * 8);
         trace_vtpm_pci_io_read(addr, size, val);
         return val;
@@ -69,10 +327,39 @@ static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
     case A_VTPM_SCRATCH:
         val = s->scratch;
         break;
+    case A_VTPM_STATUS:
+        val = vtpm_pci_status(s);
+        break;
+    case A_VTPM_CMD_SIZE:
+        val = s->cmd_len;
+        break;
+    case A_VTPM_RSP_SIZE:
+        val = s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
+        break;
+    case A_VTPM_BUF_SIZE:
+        val = s->buffer_size;
+        break;
+    case A_VTPM_LOCALITY:
+        val = s->locality;
+        break;
+    case A_VTPM_INT_ENABLE:
+        val = s->int_enable;
+        break;
+    case A_VTPM_INT_STATUS:
+        val = s->int_status;
+        break;
+    case A_VTPM_ERROR:
+        val = s->error;
+        break;
+    case A_VTPM_DATA:
+        val = vtpm_pci_data_read(s, size);
+        trace_vtpm_pci_io_read(addr, size, val);
+        return val;
+    case A_VTPM_CONTROL:
+        val = 0;        /* write-only */
+        break;
     default:
-        qemu_log_mask(LOG_GUEST_ERROR,
-                      "%s: read of reserved offset 0x%" HWADDR_PRIx "\n",
-                      __func__, addr);
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "read of a reserved offset");
         val = 0;
         break;
     }
@@ -82,36 +369,66 @@ static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
     return val;
 }
 
-static void vtpm_pci_io_write(void *opaque, hwaddr addr, uint64_t val,
+static void vtpm_pci_io_write(void *opaque, hwaddr addr, uint64_t val64,
                               unsigned size)
 {
     VTPMPCIState *s = opaque;
+    uint32_t val = val64;
     hwaddr reg;
     unsigned shift;
 
     trace_vtpm_pci_io_write(addr, size, val);
 
     if (!vtpm_pci_decode(addr, size, &reg, &shift)) {
-        qemu_log_mask(LOG_GUEST_ERROR,
-                      "%s: %u-byte write at 0x%" HWADDR_PRIx
-                      " straddles two registers\n", __func__, size, addr);
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "misplaced register write");
+        return;
+    }
+    if (reg == A_VTPM_DATA) {
+        vtpm_pci_data_write(s, val, size);
+        return;
+    }
+    if (size != 4 && reg != A_VTPM_SCRATCH) {
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS,
+                        "narrow write to a control register");
         return;
     }
 
     switch (reg) {
-    case A_VTPM_ID:
-    case A_VTPM_VERSION:
-        qemu_log_mask(LOG_GUEST_ERROR,
-                      "%s: write to read-only register at 0x%" HWADDR_PRIx
-                      "\n", __func__, addr);
-        break;
     case A_VTPM_SCRATCH:
         s->scratch = deposit32(s->scratch, shift, size * 8, val);
         break;
+    case A_VTPM_CONTROL:
+        vtpm_pci_control(s, val);
+        break;
+    case A_VTPM_LOCALITY:
+        if (s->state != VTPM_STATE_IDLE) {
+            vtpm_pci_refuse(s, VTPM_ERR_STATE,
+                            "LOCALITY change during a command");
+        } else if (val > VTPM_PCI_LOCALITY_MAX) {
+            vtpm_pci_refuse(s, VTPM_ERR_VALUE, "LOCALITY out of range");
+        } else {
+            s->locality = val;
+        }
+        break;
+    case A_VTPM_INT_ENABLE:
+        s->int_enable = val & R_VTPM_INT_ENABLE_COMPLETE_MASK;
+        vtpm_pci_update_irq(s);
+        break;
+    case A_VTPM_INT_STATUS:
+        s->int_status &= ~val;
+        vtpm_pci_update_irq(s);
+        break;
+    case A_VTPM_ID:
+    case A_VTPM_VERSION:
+    case A_VTPM_STATUS:
+    case A_VTPM_CMD_SIZE:
+    case A_VTPM_RSP_SIZE:
+    case A_VTPM_BUF_SIZE:
+    case A_VTPM_ERROR:
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "write to a read-only register");
+        break;
     default:
-        qemu_log_mask(LOG_GUEST_ERROR,
-                      "%s: write to reserved offset 0x%" HWADDR_PRIx "\n",
-                      __func__, addr);
+        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "write to a reserved offset");
         break;
     }
 }
@@ -136,28 +453,123 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
+    if (!s->tpmbe) {
+        error_setg(errp, "vtpm-pci: 'tpmdev' property is required");
+        return;
+    }
+    if (tpm_backend_init(s->tpmbe, TPM_IF(s), errp) < 0) {
+        return;
+    }
+    s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
+                         VTPM_PCI_BUFFER_MAX);
+    s->buf = g_malloc0(VTPM_PCI_BUFFER_MAX);
+
     memory_region_init_io(&s->io, OBJECT(s), &vtpm_pci_io_ops, s,
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
+
+    pci_config_set_interrupt_pin(pci_dev->config, 1);
+    if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
+        g_free(s->buf);
+        return;
+    }
+    msix_vector_use(pci_dev, 0);
+}
+
+static void vtpm_pci_exit(PCIDevice *pci_dev)
+{
+    VTPMPCIState *s = VTPM_PCI(pci_dev);
+
+    tpm_backend_finish_sync(s->tpmbe);
+    msix_unuse_all_vectors(pci_dev);
+    msix_uninit_exclusive_bar(pci_dev);
+    g_free(s->buf);
 }
 
 static void vtpm_pci_reset_hold(Object *obj, ResetType type)
 {
     VTPMPCIState *s = VTPM_PCI(obj);
 
+    /* Waits for a command in flight, so no completion comes after this */
+    tpm_backend_reset(s->tpmbe);
+
+    vtpm_pci_discard(s);
+    s->state = VTPM_STATE_IDLE;
     s->scratch = 0;
+    s->locality = 0;
+    s->int_enable = 0;
+    s->int_status = 0;
+    s->irq_level = false;
+
+    if (tpm_backend_startup_tpm(s->tpmbe, s->buffer_size) < 0) {
+        /* Commands will fail with a TPM failure response; QEMU stays up */
+        error_report("vtpm-pci: the TPM backend failed to start");
+    }
+}
+
+static int vtpm_pci_pre_save(void *opaque)
+{
+    VTPMPCIState *s = opaque;
+
+    /* Let a command in flight finish: its response migrates instead */
+    tpm_backend_finish_sync(s->tpmbe);
+    s->data_len = s->state == VTPM_STATE_RECEIVING ? s->cmd_len :
+                  s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
+    return 0;
+}
+
+static bool vtpm_pci_data_len_valid(void *opaque, int version_id)
+{
+    VTPMPCIState *s = opaque;
+
+    return s->data_len <= s->buffer_size;
+}
+
+static int vtpm_pci_post_load(void *opaque, int version_id)
+{
+    VTPMPCIState *s = opaque;
+
+    if (s->state > VTPM_STATE_COMPLETE || s->state == VTPM_STATE_EXECUTING ||
+        s->cmd_len > s->buffer_size || s->rsp_len > s->buffer_size ||
+        s->rsp_pos > s->rsp_len || s->locality > VTPM_PCI_LOCALITY_MAX ||
+        s->error > VTPM_ERR_VALUE) {
+        error_report("vtpm-pci: inconsistent state in the migration stream");
+        return -EINVAL;
+    }
+    s->irq_level = s->int_status & s->int_enable;
+    return 0;
 }
 
 static const VMStateDescription vmstate_vtpm_pci = {
     .name = TYPE_VTPM_PCI,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_save = vtpm_pci_pre_save,
+    .post_load = vtpm_pci_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, VTPMPCIState),
+        VMSTATE_MSIX(parent_obj, VTPMPCIState),
+        VMSTATE_UINT32(state, VTPMPCIState),
+        VMSTATE_UINT32(error, VTPMPCIState),
         VMSTATE_UINT32(scratch, VTPMPCIState),
+        VMSTATE_UINT32(locality, VTPMPCIState),
+        VMSTATE_UINT32(int_enable, VTPMPCIState),
+        VMSTATE_UINT32(int_status, VTPMPCIState),
+        VMSTATE_UINT32(cmd_len, VTPMPCIState),
+        VMSTATE_BOOL(overflow, VTPMPCIState),
+        VMSTATE_UINT32(rsp_len, VTPMPCIState),
+        VMSTATE_UINT32(rsp_pos, VTPMPCIState),
+        VMSTATE_UINT32(data_len, VTPMPCIState),
+        VMSTATE_VALIDATE("data_len fits the buffer",
+                         vtpm_pci_data_len_valid),
+        VMSTATE_VBUFFER_UINT32(buf, VTPMPCIState, 1, NULL, data_len),
         VMSTATE_END_OF_LIST()
     },
+};
+
+static const Property vtpm_pci_properties[] = {
+    DEFINE_PROP_TPMBE("tpmdev", VTPMPCIState, tpmbe),
 };
 
 static void vtpm_pci_class_init(ObjectClass *klass, void *data)
@@ -165,8 +577,10 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *pc = PCI_DEVICE_CLASS(klass);
     ResettableClass *rc = RESETTABLE_CLASS(klass);
+    TPMIfClass *tc = TPM_IF_CLASS(klass);
 
     pc->realize = vtpm_pci_realize;
+    pc->exit = vtpm_pci_exit;
     pc->vendor_id = VTPM_PCI_VENDOR_ID;
     pc->device_id = VTPM_PCI_DEVICE_ID;
     pc->revision = VTPM_PCI_REVISION;
@@ -174,8 +588,13 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
 
     dc->desc = "PCI TPM card with an I/O port interface";
     dc->vmsd = &vmstate_vtpm_pci;
+    device_class_set_props(dc, vtpm_pci_properties);
     rc->phases.hold = vtpm_pci_reset_hold;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+
+    tc->model = TPM_MODEL_VTPM_PCI;
+    tc->get_version = vtpm_pci_get_version;
+    tc->request_completed = vtpm_pci_request_completed;
 }
 
 static const TypeInfo vtpm_pci_info = {
@@ -185,6 +604,7 @@ static const TypeInfo vtpm_pci_info = {
     .class_init = vtpm_pci_class_init,
     .interfaces = (InterfaceInfo[]) {
         { INTERFACE_CONVENTIONAL_PCI_DEVICE },
+        { TYPE_TPM_IF },
         { },
     },
 };

@@ -1,0 +1,126 @@
+/*
+ * QTest helpers for vtpm-pci: reach the card and move TPM commands
+ *
+ * The transfer function has the tx_func signature of tpm-util.h, so
+ * QEMU's shared TPM tests can drive the card.
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "libqos/pci-pc.h"
+#include "hw/pci/pci_regs.h"
+#include "hw/tpm/vtpm_pci.h"
+#include "vtpm-pci-util.h"
+
+/* How long a command may take before the test gives up */
+#define VTPM_PCI_TIMEOUT_US (60 * G_USEC_PER_SEC)
+
+static void vtpm_pci_found(QPCIDevice *dev, int devfn, void *data)
+{
+    QPCIDevice **found = data;
+
+    g_assert_null(*found);
+    *found = dev;
+}
+
+/*
+ * The I/O base of the one vtpm-pci card on the PC's PCI bus.  If its BAR
+ * is not placed yet, place it at VTPM_PCI_TEST_PORT; enable I/O decode.
+ */
+uint16_t vtpm_pci_port(QTestState *s)
+{
+    QPCIBus *bus = qpci_new_pc(s, NULL);
+    QPCIDevice *dev = NULL;
+    uint32_t bar;
+    uint16_t cmd;
+
+    qpci_device_foreach(bus, VTPM_PCI_VENDOR_ID, VTPM_PCI_DEVICE_ID,
+                        vtpm_pci_found, &dev);
+    g_assert_nonnull(dev);
+
+    bar = qpci_config_readl(dev, PCI_BASE_ADDRESS_0) &
+          PCI_BASE_ADDRESS_IO_MASK;
+    if (!bar) {
+        bar = VTPM_PCI_TEST_PORT;
+        qpci_config_writel(dev, PCI_BASE_ADDRESS_0, bar);
+    }
+    cmd = qpci_config_readw(dev, PCI_COMMAND);
+    if (!(cmd & PCI_COMMAND_IO)) {
+        qpci_config_writew(dev, PCI_COMMAND, cmd | PCI_COMMAND_IO);
+    }
+
+    g_free(dev);
+    qpci_free_pc(bus);
+    return bar;
+}
+
+uint32_t vtpm_pci_state(QTestState *s, uint16_t port)
+{
+    return FIELD_EX32(qtest_inl(s, port + A_VTPM_STATUS), VTPM_STATUS,
+                      STATE);
+}
+
+/* Poll STATUS until the command in flight has finished */
+void vtpm_pci_wait_done(QTestState *s, uint16_t port)
+{
+    gint64 deadline = g_get_monotonic_time() + VTPM_PCI_TIMEOUT_US;
+
+    while (vtpm_pci_state(s, port) == VTPM_STATE_EXECUTING) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
+/* Write a command to DATA, four bytes at a time and the rest bytewise */
+void vtpm_pci_write_command(QTestState *s, uint16_t port,
+                            const unsigned char *req, size_t req_size)
+{
+    size_t i;
+
+    for (i = 0; i + 4 <= req_size; i += 4) {
+        qtest_outl(s, port + A_VTPM_DATA, ldl_le_p(req + i));
+    }
+    for (; i < req_size; i++) {
+        qtest_outb(s, port + A_VTPM_DATA, req[i]);
+    }
+}
+
+/*
+ * Read the whole response (which returns the card to idle), keep up to
+ * @rsp_size bytes of it; returns its length.
+ */
+size_t vtpm_pci_read_response(QTestState *s, uint16_t port,
+                              unsigned char *rsp, size_t rsp_size)
+{
+    size_t len = qtest_inl(s, port + A_VTPM_RSP_SIZE);
+    g_autofree unsigned char *buf = g_malloc(len);
+    size_t i;
+
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_COMPLETE);
+    for (i = 0; i + 4 <= len; i += 4) {
+        stl_le_p(buf + i, qtest_inl(s, port + A_VTPM_DATA));
+    }
+    for (; i < len; i++) {
+        buf[i] = qtest_inb(s, port + A_VTPM_DATA);
+    }
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    memcpy(rsp, buf, MIN(len, rsp_size));
+    return len;
+}
+
+void vtpm_pci_transfer(QTestState *s,
+                       const unsigned char *req, size_t req_size,
+                       unsigned char *rsp, size_t rsp_size)
+{
+    uint16_t port = vtpm_pci_port(s);
+
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    vtpm_pci_write_command(s, port, req, req_size);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, req_size);
+    qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(s, port);
+    vtpm_pci_read_response(s, port, rsp, rsp_size);
+}

@@ -1,0 +1,28 @@
+/*
+ * QTest helpers for vtpm-pci: reach the card and move TPM commands
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef TESTS_VTPM_PCI_UTIL_H
+#define TESTS_VTPM_PCI_UTIL_H
+
+#include "libqtest.h"
+
+/* Where the helpers map BAR 0 when nothing has placed it yet */
+#define VTPM_PCI_TEST_PORT  0xd000
+
+uint16_t vtpm_pci_port(QTestState *s);
+uint32_t vtpm_pci_state(QTestState *s, uint16_t port);
+void vtpm_pci_wait_done(QTestState *s, uint16_t port);
+void vtpm_pci_write_command(QTestState *s, uint16_t port,
+                            const unsigned char *req, size_t req_size);
+size_t vtpm_pci_read_response(QTestState *s, uint16_t port,
+                              unsigned char *rsp, size_t rsp_size);
+void vtpm_pci_transfer(QTestState *s,
+                       const unsigned char *req, size_t req_size,
+                       unsigned char *rsp, size_t rsp_size);
+
+#endif /* TESTS_VTPM_PCI_UTIL_H */
