@@ -4,6 +4,7 @@
 
 QTESTS=(
     vtpm-pci-test
+    tpm-crb-libtpms-test
     device-introspect-test
     qom-test
 )
