@@ -19,6 +19,7 @@
 #include "qemu/osdep.h"
 #include "qemu/atomic.h"
 #include "qemu/error-report.h"
+#include "qemu/lockable.h"
 #include "qemu/module.h"
 #include "qemu/thread.h"
 #include "qapi/error.h"
@@ -50,6 +51,8 @@
 #define TPM2_CC_Startup         0x144
 #define TPM2_CC_Shutdown        0x145
 #define TPM2_SU_STATE           0x0001
+
+#define TPM2_RC_COMMAND_SIZE    0x142
 
 OBJECT_DECLARE_SIMPLE_TYPE(TPMLibtpms, TPM_LIBTPMS)
 
@@ -218,21 +221,26 @@ static struct libtpms_callbacks tpm_libtpms_callbacks = {
 
 /* Running the TPM */
 
+/* Write a response with return code @rc and nothing else into @out */
+static void tpm_libtpms_write_error(TPMLibtpms *s, uint8_t *out,
+                                    uint32_t out_len, uint32_t rc)
+{
+    uint8_t rsp[sizeof(struct tpm_resp_hdr)];
+
+    tpm_cmd_set_tag(rsp, s->version == TPM_VERSION_1_2 ?
+                    TPM_TAG_RSP_COMMAND : TPM2_ST_NO_SESSIONS);
+    tpm_cmd_set_size(rsp, sizeof(rsp));
+    tpm_cmd_set_error(rsp, rc);
+    memcpy(out, rsp, MIN(sizeof(rsp), out_len));
+}
+
 /* Write a TPM_FAIL (1.2) or TPM_RC_FAILURE (2.0) response into @out */
 static void tpm_libtpms_write_failure(TPMLibtpms *s, uint8_t *out,
                                       uint32_t out_len)
 {
-    uint8_t rsp[sizeof(struct tpm_resp_hdr)];
-
-    if (s->version == TPM_VERSION_1_2) {
-        tpm_cmd_set_tag(rsp, TPM_TAG_RSP_COMMAND);
-        tpm_cmd_set_error(rsp, TPM_FAIL);
-    } else {
-        tpm_cmd_set_tag(rsp, TPM2_ST_NO_SESSIONS);
-        tpm_cmd_set_error(rsp, TPM_RC_FAILURE);
-    }
-    tpm_cmd_set_size(rsp, sizeof(rsp));
-    memcpy(out, rsp, MIN(sizeof(rsp), out_len));
+    tpm_libtpms_write_error(s, out, out_len,
+                            s->version == TPM_VERSION_1_2 ?
+                            TPM_FAIL : TPM_RC_FAILURE);
 }
 
 /*
@@ -453,8 +461,15 @@ static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
         return;
     }
 
-    rc = tpm_libtpms_process(s, cmd->locty, cmd->in, cmd->in_len,
-                             cmd->out, cmd->out_len, errp);
+    if (cmd->in_len < sizeof(struct tpm_req_hdr)) {
+        /* Not even a header: no need to bother libtpms */
+        rc = s->version == TPM_VERSION_1_2 ?
+             TPM_BAD_PARAM_SIZE : TPM2_RC_COMMAND_SIZE;
+        tpm_libtpms_write_error(s, cmd->out, cmd->out_len, rc);
+    } else {
+        rc = tpm_libtpms_process(s, cmd->locty, cmd->in, cmd->in_len,
+                                 cmd->out, cmd->out_len, errp);
+    }
     trace_tpm_libtpms_command(cmd->locty, ordinal, cmd->in_len,
                               cmd->out_len, rc);
     if (rc == 0) {

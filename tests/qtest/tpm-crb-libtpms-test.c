@@ -253,14 +253,16 @@ static void test_query_tpm(void)
  */
 static void assert_qemu_refuses(const char *args, const char *message)
 {
-    g_autofree char *cmdline =
-        g_strdup_printf("%s -nodefaults -display none -S %s",
-                        qtest_qemu_binary(NULL), args);
+    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
+    g_autofree char *cmdline = NULL;
     g_auto(GStrv) argv = NULL;
     g_autofree char *err = NULL;
     g_autoptr(GError) error = NULL;
     int status;
 
+    g_assert_nonnull(qemu);
+    cmdline = g_strdup_printf("%s -nodefaults -display none -S %s",
+                              qemu, args);
     g_assert_true(g_shell_parse_argv(cmdline, NULL, &argv, &error));
     g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
                                NULL, NULL, NULL, &err, &status, &error));
