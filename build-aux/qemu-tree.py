@@ -23,6 +23,12 @@ Subcommands:
             pristine tree, and check that it applies with "git am".
   refresh   regenerate the diffs inside patches/*.patch from the files in
             the working copy, for a developer who edited them there.
+
+A QEMU file is best edited by one patch.  When two commits of the series
+must both edit it, each patch holds its own diff, made against the file
+as the patches before it leave it; refresh then folds an edit made in
+the working copy into the first of them, and keeps the later patches'
+diffs as they are.
 """
 
 import argparse
@@ -144,11 +150,7 @@ def check_series(series, pristine):
     edited = {}
     for patch, _ in series:
         for path in patch_paths(patch):
-            if path in edited:
-                raise TreeError('%s is edited by both %s and %s; keep each '
-                                'QEMU file in one patch' %
-                                (path, edited[path], patch))
-            edited[path] = patch
+            edited.setdefault(path, []).append(patch)
     return edited
 
 
@@ -319,27 +321,69 @@ def cmd_export(args):
           % (len(series), version, out))
 
 
+def patch_diffs(patch):
+    """{path: its "diff --git" block} of a patch."""
+    with open(os.path.join(PATCH_DIR, patch)) as f:
+        text = f.read()
+    diffs = {}
+    for block in text.split('\ndiff --git ')[1:]:
+        block = 'diff --git ' + block.rstrip('\n') + '\n'
+        diffs[block.split()[2][2:]] = block
+    return diffs
+
+
+def without_later_edits(path, later, work, tmp):
+    """The working copy of path, with the edits of the patches in later
+    taken out; those patches keep their diffs of it."""
+    if not later:
+        return os.path.join(work, path)
+    dst = os.path.join(tmp, path)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copyfile(os.path.join(work, path), dst)
+    for patch in reversed(later):
+        res = subprocess.run(['git', 'apply', '-R', '--include=' + path,
+                              os.path.join(PATCH_DIR, patch)],
+                             cwd=tmp, capture_output=True, text=True)
+        if res.returncode:
+            raise TreeError('cannot take the edits of %s out of %s:\n%s'
+                            % (patch, path, res.stderr))
+    return dst
+
+
 def cmd_refresh(args):
     series = read_series()
     edited = check_series(series, args.pristine)
+    order = [patch for patch, _ in series]
     for patch, path in args.add or []:
-        if path in edited and edited[path] != patch:
-            raise TreeError('%s is already edited by %s' % (path,
-                                                            edited[path]))
-        edited[path] = patch
+        if patch not in order:
+            raise TreeError('%s is not in patches/series' % patch)
+        owners = edited.setdefault(path, [])
+        if owners and order.index(patch) > order.index(owners[0]):
+            raise TreeError('%s is edited by %s, which comes before %s; '
+                            'edit it there' % (path, owners[0], patch))
+        if patch not in owners:
+            owners.insert(0, patch)
     for patch, _ in series:
-        paths = sorted(p for p, owner in edited.items() if owner == patch)
-        diff = ''
+        paths = sorted(p for p, owners in edited.items()
+                       if owners[0] == patch)
+        kept = {p: d for p, d in patch_diffs(patch).items()
+                if edited.get(p, [patch])[0] != patch}
+        diffs = dict(kept)
         for path in paths:
-            res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
-                                  '--label', 'b/' + path,
-                                  os.path.join(args.pristine, path),
-                                  os.path.join(args.work, path)],
-                                 capture_output=True, text=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                new = without_later_edits(path, edited[path][1:],
+                                          args.work, tmp)
+                res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
+                                      '--label', 'b/' + path,
+                                      os.path.join(args.pristine, path),
+                                      new],
+                                     capture_output=True, text=True)
             if res.returncode > 1:
                 raise TreeError(res.stderr)
             if res.stdout:
-                diff += 'diff --git a/%s b/%s\n%s' % (path, path, res.stdout)
+                diffs[path] = 'diff --git a/%s b/%s\n%s' % (path, path,
+                                                            res.stdout)
+        diff = ''.join(diffs[p] for p in sorted(diffs))
         pfile = os.path.join(PATCH_DIR, patch)
         with open(pfile) as f:
             head = f.read()
@@ -354,7 +398,7 @@ def cmd_refresh(args):
         with open(pfile + '.tmp', 'w') as f:
             f.write(new)
         os.replace(pfile + '.tmp', pfile)
-        print('refresh: %s (%d files)' % (patch, len(paths)))
+        print('refresh: %s (%d files)' % (patch, len(diffs)))
 
 
 def main():

@@ -5,6 +5,7 @@
 QTESTS=(
     vtpm-pci-test
     vtpm-pci-swtpm-test
+    tpm-crb-libtpms-test
     device-introspect-test
     qom-test
 )
