@@ -18,6 +18,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitops.h"
+#include "qemu/error-report.h"
 #include "qemu/log.h"
 #include "qemu/module.h"
 #include "qapi/error.h"
@@ -27,6 +28,7 @@
 #include "hw/tpm/vtpm_pci.h"
 #include "migration/vmstate.h"
 #include "system/tpm_backend.h"
+#include "system/tpm_libtpms.h"
 #include "system/tpm_util.h"
 #include "tpm_prop.h"
 #include "trace.h"
@@ -449,15 +451,36 @@ static const MemoryRegionOps vtpm_pci_io_ops = {
     },
 };
 
+/*
+ * With no tpmdev, the card brings its own TPM: TPM 2.0 emulated by
+ * libtpms inside QEMU, its state in memory.
+ */
+static bool vtpm_pci_create_backend(VTPMPCIState *s, Error **errp)
+{
+    DeviceState *dev = DEVICE(s);
+    g_autofree char *id = g_strdup_printf("%s-tpm", dev->id ?: "vtpm-pci");
+
+    s->tpmbe = tpm_libtpms_create(id, TPM_VERSION_2_0, errp);
+    if (!s->tpmbe) {
+        return false;
+    }
+    return tpm_backend_init(s->tpmbe, TPM_IF(s), errp) == 0;
+}
+
 static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
-    if (!s->tpmbe) {
-        error_setg(errp, "vtpm-pci: 'tpmdev' property is required");
+    pci_config_set_interrupt_pin(pci_dev->config, 1);
+    if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
         return;
     }
-    if (tpm_backend_init(s->tpmbe, TPM_IF(s), errp) < 0) {
+    msix_vector_use(pci_dev, 0);
+
+    /* Last, as an embedded backend stays registered once created */
+    if (!s->tpmbe && !vtpm_pci_create_backend(s, errp)) {
+        msix_unuse_all_vectors(pci_dev);
+        msix_uninit_exclusive_bar(pci_dev);
         return;
     }
     s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
@@ -468,13 +491,6 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
-
-    pci_config_set_interrupt_pin(pci_dev->config, 1);
-    if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
-        g_free(s->buf);
-        return;
-    }
-    msix_vector_use(pci_dev, 0);
 }
 
 static void vtpm_pci_exit(PCIDevice *pci_dev)
@@ -588,6 +604,8 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
 
     dc->desc = "PCI TPM card with an I/O port interface";
     dc->vmsd = &vmstate_vtpm_pci;
+    /* A TPM backend, once attached, cannot be released yet */
+    dc->hotpluggable = false;
     device_class_set_props(dc, vtpm_pci_properties);
     rc->phases.hold = vtpm_pci_reset_hold;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);

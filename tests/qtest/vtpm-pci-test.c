@@ -1,5 +1,6 @@
 /*
- * QTest testcase for vtpm-pci: PCI identity, the I/O BAR and its registers
+ * QTest testcase for vtpm-pci: the PCI function, its registers, and the
+ * TPM behind them (the embedded libtpms backend)
  *
  * Copyright (c) 2026 The vtpm-pci authors
  *
@@ -9,8 +10,11 @@
 #include "qemu/osdep.h"
 #include "libqtest.h"
 #include "libqos/pci-pc.h"
+#include "qemu/bswap.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
+#include "tpm-cmd-tests.h"
+#include "vtpm-pci-util.h"
 
 /* Where the tests plug the card, and ports they choose for its BAR */
 #define VTPM_SLOT       4
@@ -80,6 +84,8 @@ static void test_ids(const void *data)
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_SUBSYSTEM_VENDOR_ID), ==,
                     0x1af4);
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_SUBSYSTEM_ID), ==, 0x1100);
+    g_assert_cmpuint(qpci_config_readb(t.dev, PCI_INTERRUPT_PIN), ==, 1);
+    g_assert_cmphex(qpci_find_capability(t.dev, PCI_CAP_ID_MSIX, 0), !=, 0);
     vtpm_stop(&t);
 }
 
@@ -100,8 +106,16 @@ static void test_bar_sizing(const void *data)
     g_assert_cmphex((~(bar & PCI_BASE_ADDRESS_IO_MASK) + 1) & 0xffff, ==,
                     VTPM_PCI_BAR_SIZE);
 
-    /* BARs 1 to 5 are not implemented: all-ones reads back as zero */
-    for (i = 1; i < 6; i++) {
+    /* BAR 1: 4 KiB of 32-bit memory space, for the MSI-X table */
+    qpci_config_writel(t.dev, PCI_BASE_ADDRESS_1, 0xffffffff);
+    bar = qpci_config_readl(t.dev, PCI_BASE_ADDRESS_1);
+    g_assert_cmphex(bar & PCI_BASE_ADDRESS_SPACE, ==,
+                    PCI_BASE_ADDRESS_SPACE_MEMORY);
+    g_assert_cmphex((uint32_t)(~(bar & PCI_BASE_ADDRESS_MEM_MASK) + 1), ==,
+                    0x1000);
+
+    /* BARs 2 to 5 are not implemented: all-ones reads back as zero */
+    for (i = 2; i < 6; i++) {
         uint8_t off = PCI_BASE_ADDRESS_0 + 4 * i;
 
         qpci_config_writel(t.dev, off, 0xffffffff);
@@ -268,6 +282,7 @@ static void test_scratch(const void *data)
     /* Reserved offsets read as zero and ignore writes */
     reg_write(&t, bar, VTPM_PCI_BAR_SIZE - 4, 0xffffffff);
     g_assert_cmphex(reg_read(&t, bar, VTPM_PCI_BAR_SIZE - 4), ==, 0);
+    g_assert_cmpuint(reg_read(&t, bar, A_VTPM_ERROR), ==, VTPM_ERR_ACCESS);
 
     /* System reset clears the scratch register along with the BAR */
     qtest_system_reset(t.qts);
@@ -276,6 +291,536 @@ static void test_scratch(const void *data)
     bar = vtpm_map_at(&t, PORT_A);
     g_assert_cmphex(reg_read(&t, bar, A_VTPM_SCRATCH), ==, 0);
     vtpm_stop(&t);
+}
+
+/*
+ * The TPM behind the card.  Unless a test says otherwise, the card brings
+ * its own TPM 2.0 (libtpms, in memory), and the helpers of vtpm-pci-util
+ * place its BAR at VTPM_PCI_TEST_PORT.
+ */
+
+static uint32_t tpm_reg(QTestState *s, uint16_t port, uint32_t reg)
+{
+    return qtest_inl(s, port + reg);
+}
+
+static void tpm_control(QTestState *s, uint16_t port, uint32_t bit)
+{
+    qtest_outl(s, port + A_VTPM_CONTROL, bit);
+}
+
+static uint32_t tpm_error(QTestState *s, uint16_t port)
+{
+    return tpm_reg(s, port, A_VTPM_ERROR);
+}
+
+/* The card is idle, and a TPM2_GetRandom still works through it */
+static void assert_tpm_works(QTestState *s, uint16_t port)
+{
+    uint8_t random[16];
+
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
+}
+
+/* Start QEMU with the card, TPM2_Startup the TPM; returns the port */
+static uint16_t tpm_start(QTestState **s)
+{
+    *s = qtest_initf("-M q35 -device vtpm-pci,addr=%d.0", VTPM_SLOT);
+    tpm_util_startup(*s, vtpm_pci_transfer);
+    return vtpm_pci_port(*s);
+}
+
+/* Write and start the slow CreatePrimary; it is executing on return */
+static void start_long_command(QTestState *s, uint16_t port)
+{
+    vtpm_pci_write_command(s, port, tpm2_create_primary_rsa2048,
+                           tpm2_create_primary_rsa2048_size);
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_EXECUTING);
+}
+
+/* Read the whole response of a finished command; returns its TPM rc */
+static uint32_t finish_command(QTestState *s, uint16_t port)
+{
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+    size_t len;
+
+    vtpm_pci_wait_done(s, port);
+    len = vtpm_pci_read_response(s, port, rsp, sizeof(rsp));
+    g_assert_cmpuint(len, >=, TPM_RSP_HDR_SIZE);
+    g_assert_cmpuint(ldl_be_p(rsp + 2), ==, len);
+    return ldl_be_p(rsp + 6);
+}
+
+/* Run one of tpm-cmd-tests' checks through the card */
+static void test_tpm_cmd(const void *data)
+{
+    void (*check)(QTestState *s, tx_func *tx) = data;
+    QTestState *s = qtest_init("-M q35 -device vtpm-pci");
+
+    check(s, vtpm_pci_transfer);
+    qtest_quit(s);
+}
+
+static void test_tpm_selftest(void)
+{
+    /* TPM2_SelfTest(fullTest = YES) */
+    static const uint8_t req[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x01, 0x43, 0x01,
+    };
+    uint8_t rsp[TPM_RSP_HDR_SIZE];
+    QTestState *s;
+
+    tpm_start(&s);
+    g_assert_cmpuint(tpm_cmd_transfer(s, vtpm_pci_transfer, req, sizeof(req),
+                                      rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
+                                      TPM2_RC_SUCCESS),
+                     ==, TPM_RSP_HDR_SIZE);
+    qtest_quit(s);
+}
+
+static void test_tpm_status(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    uint32_t status = tpm_reg(s, port, A_VTPM_STATUS);
+
+    g_assert_cmpuint(FIELD_EX32(status, VTPM_STATUS, STATE), ==,
+                     VTPM_STATE_IDLE);
+    g_assert_cmpuint(FIELD_EX32(status, VTPM_STATUS, ERROR), ==, 0);
+    g_assert_cmpuint(FIELD_EX32(status, VTPM_STATUS, FAMILY), ==,
+                     VTPM_FAMILY_TPM20);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_BUF_SIZE), ==,
+                     VTPM_PCI_BUFFER_MAX);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_LOCALITY), ==, 0);
+    qtest_quit(s);
+}
+
+static void test_tpm12(void)
+{
+    QTestState *s = qtest_init("-M q35 -tpmdev libtpms,id=t,version=1.2 "
+                               "-device vtpm-pci,tpmdev=t");
+    uint16_t port = vtpm_pci_port(s);
+
+    g_assert_cmpuint(FIELD_EX32(tpm_reg(s, port, A_VTPM_STATUS),
+                                VTPM_STATUS, FAMILY), ==, VTPM_FAMILY_TPM12);
+    tpm_cmd_test_tpm12(s, vtpm_pci_transfer);
+    qtest_quit(s);
+}
+
+static void test_query_tpm(void)
+{
+    QTestState *s = qtest_init("-M q35 -device vtpm-pci,id=card");
+
+    /* The card's own backend takes its name from the card's */
+    tpm_cmd_assert_query_tpm(s, "card-tpm", "vtpm-pci", "libtpms", "2.0");
+    qtest_quit(s);
+}
+
+static void test_second_libtpms(void)
+{
+    tpm_cmd_assert_qemu_refuses("-M q35 -device vtpm-pci -device vtpm-pci",
+                                "only one libtpms TPM can exist per QEMU "
+                                "process");
+}
+
+static void test_bad_data_read_idle(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_DATA), ==, 0xffffffff);
+    g_assert_cmphex(qtest_inb(s, port + A_VTPM_DATA), ==, 0xff);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(FIELD_EX32(tpm_reg(s, port, A_VTPM_STATUS),
+                                VTPM_STATUS, ERROR), ==, 1);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_bad_data_write_executing(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    start_long_command(s, port);
+    qtest_outb(s, port + A_VTPM_DATA, 0x55);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_CMD_SIZE), ==,
+                     tpm2_create_primary_rsa2048_size);
+    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_bad_overflow(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    uint32_t size = tpm_reg(s, port, A_VTPM_BUF_SIZE);
+    g_autofree uint8_t *cmd = g_malloc0(size + 1);
+
+    /* A GetRandom header claiming one byte more than fits */
+    stw_be_p(cmd, TPM2_ST_NO_SESSIONS);
+    stl_be_p(cmd + 2, size + 1);
+    stl_be_p(cmd + 6, 0x17b);
+    vtpm_pci_write_command(s, port, cmd, size);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
+    qtest_outb(s, port + A_VTPM_DATA, 0);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_OVERFLOW);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_CMD_SIZE), ==, size);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_RECEIVING);
+
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_OVERFLOW);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_CMD_SIZE), ==, 0);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+/* Write @len bytes of a header claiming @size, START: it must be refused */
+static void assert_length_refused(QTestState *s, uint16_t port,
+                                  uint32_t size, size_t len)
+{
+    uint8_t cmd[16] = { 0x80, 0x01 };
+
+    g_assert_cmpuint(len, <=, sizeof(cmd));
+    stl_be_p(cmd + 2, size);
+    stl_be_p(cmd + 6, 0x17b);                   /* TPM2_CC_GetRandom */
+    vtpm_pci_write_command(s, port, cmd, len);
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_LENGTH);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+}
+
+static void test_bad_lengths(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    /* Header size larger than the buffer */
+    assert_length_refused(s, port, VTPM_PCI_BUFFER_MAX * 2, 12);
+    assert_tpm_works(s, port);
+    /* Fewer bytes than a header */
+    assert_length_refused(s, port, 8, 8);
+    assert_tpm_works(s, port);
+    /* Header size different from the bytes written, both ways */
+    assert_length_refused(s, port, 12, 14);
+    assert_length_refused(s, port, 14, 12);
+    assert_tpm_works(s, port);
+    /* START with nothing written */
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_LENGTH);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_bad_start_twice(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    start_long_command(s, port);
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    /* One command, one response: nothing more to read */
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_DATA), ==, 0xffffffff);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_bad_read_past_end(void)
+{
+    /* TPM2_SelfTest(fullTest = NO): a 10-byte response */
+    static const uint8_t req[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x01, 0x43, 0x00,
+    };
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    uint32_t last;
+
+    vtpm_pci_write_command(s, port, req, sizeof(req));
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(s, port);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_RSP_SIZE), ==, 10);
+
+    /* tag and size, then code in bytes 6-9 */
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_DATA), ==, 0x00000180);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_DATA), ==, 0x00000a00);
+    /* The last 2 bytes, then 2 past the end that read as ones */
+    last = qtest_inl(s, port + A_VTPM_DATA);
+    g_assert_cmphex(last, ==, 0xffff0000);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_UNDERRUN);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    /* Nothing more to read */
+    g_assert_cmphex(qtest_inw(s, port + A_VTPM_DATA), ==, 0xffff);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_cancel_idle(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    tpm_control(s, port, R_VTPM_CONTROL_CANCEL_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_cancel_executing(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    uint32_t rc;
+
+    start_long_command(s, port);
+    tpm_control(s, port, R_VTPM_CONTROL_CANCEL_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
+    /* Either the TPM gave up, or it had finished before it saw the cancel */
+    rc = finish_command(s, port);
+    g_assert_true(rc == TPM2_RC_CANCELED || rc == TPM2_RC_SUCCESS);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_bad_accesses(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+
+    /* A 2-byte write to CONTROL starts nothing */
+    vtpm_pci_write_command(s, port, (const uint8_t *)"\x80\x01", 2);
+    qtest_outw(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_ABORT_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_ACCESS);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_RECEIVING);
+    tpm_control(s, port, R_VTPM_CONTROL_ABORT_MASK);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
+
+    /* DATA only at its own offset */
+    g_assert_cmphex(qtest_inb(s, port + A_VTPM_DATA + 1), ==, 0xff);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_ACCESS);
+    qtest_outb(s, port + A_VTPM_DATA + 2, 0x80);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+
+    /* An unaligned read across STATUS and CONTROL */
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_STATUS + 2), ==, 0xffffffff);
+
+    /* CONTROL takes exactly one bit */
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK |
+                R_VTPM_CONTROL_CANCEL_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_VALUE);
+    tpm_control(s, port, 0);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_VALUE);
+
+    /* Reserved offsets, and the first port past the block */
+    g_assert_cmphex(qtest_inl(s, port + 0x34), ==, 0);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_ACCESS);
+    g_assert_cmphex(qtest_inl(s, port + VTPM_PCI_BAR_SIZE), ==, 0xffffffff);
+
+    /* Read-only registers */
+    qtest_outl(s, port + A_VTPM_RSP_SIZE, 5);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_RSP_SIZE), ==, 0);
+
+    /* LOCALITY: 0 to 3, and not in the middle of a command */
+    qtest_outl(s, port + A_VTPM_LOCALITY, 4);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_VALUE);
+    qtest_outl(s, port + A_VTPM_LOCALITY, 2);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_LOCALITY), ==, 2);
+    qtest_outb(s, port + A_VTPM_DATA, 0x80);
+    qtest_outl(s, port + A_VTPM_LOCALITY, 0);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_LOCALITY), ==, 2);
+    tpm_control(s, port, R_VTPM_CONTROL_ABORT_MASK);
+    qtest_outl(s, port + A_VTPM_LOCALITY, 0);
+
+    /* ABORT while executing is refused: CANCEL is the way */
+    start_long_command(s, port);
+    tpm_control(s, port, R_VTPM_CONTROL_ABORT_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_reset_mid_command(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    uint8_t rsp[64];
+
+    start_long_command(s, port);
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, 1);
+    qtest_system_reset(s);
+
+    port = vtpm_pci_port(s);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_ENABLE), ==, 0);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_STATUS), ==, 0);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_CMD_SIZE), ==, 0);
+    /* The TPM was reset too: it wants TPM2_Startup again */
+    tpm_cmd_test_pcr_read_before_startup(s, vtpm_pci_transfer);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    tpm_cmd_get_random(s, vtpm_pci_transfer, rsp, 8);
+    qtest_quit(s);
+}
+
+static void test_io_disabled_mid_command(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    QPCIBus *bus = qpci_new_pc(s, NULL);
+    QPCIDevice *dev = qpci_device_find(bus, QPCI_DEVFN(VTPM_SLOT, 0));
+    uint16_t cmd = qpci_config_readw(dev, PCI_COMMAND);
+
+    g_assert_cmphex(qpci_config_readw(dev, PCI_VENDOR_ID), ==,
+                    VTPM_PCI_VENDOR_ID);
+    start_long_command(s, port);
+    qpci_config_writew(dev, PCI_COMMAND, cmd & ~PCI_COMMAND_IO);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_STATUS), ==, 0xffffffff);
+    qpci_config_writew(dev, PCI_COMMAND, cmd);
+    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    assert_tpm_works(s, port);
+
+    g_free(dev);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
+/* Run GetRandom by hand, leaving INT_STATUS as the completion left it */
+static void run_command(QTestState *s, uint16_t port)
+{
+    static const uint8_t get_random[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b,
+        0x00, 0x08,
+    };
+
+    vtpm_pci_write_command(s, port, get_random, sizeof(get_random));
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+}
+
+static void test_interrupts(void)
+{
+    QTestState *s;
+    uint16_t port = tpm_start(&s);
+    QPCIBus *bus = qpci_new_pc(s, NULL);
+    QPCIDevice *dev = qpci_device_find(bus, QPCI_DEVFN(VTPM_SLOT, 0));
+    uint64_t entry;
+
+#define INTX_ASSERTED() \
+    (qpci_config_readw(dev, PCI_STATUS) & PCI_STATUS_INTERRUPT)
+
+    /* Polling: completion is recorded, but no interrupt is raised */
+    run_command(s, port);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_STATUS), ==,
+                     R_VTPM_INT_STATUS_COMPLETE_MASK);
+    g_assert_false(INTX_ASSERTED());
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_STATUS), ==, 0);
+
+    /* INTx: raised on completion, held until written back */
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);
+    g_assert_false(INTX_ASSERTED());
+    run_command(s, port);
+    g_assert_true(INTX_ASSERTED());
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+    g_assert_false(INTX_ASSERTED());
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_STATUS), ==, 0);
+
+    /* Enabling with a completion pending raises it at once */
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, 0);
+    run_command(s, port);
+    g_assert_false(INTX_ASSERTED());
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);
+    g_assert_true(INTX_ASSERTED());
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+
+    /* MSI-X, with the vector masked so that it shows as pending */
+    qpci_device_enable(dev);
+    qpci_msix_enable(dev);
+    entry = dev->msix_table_off + 0 * PCI_MSIX_ENTRY_SIZE;
+    qpci_io_writel(dev, dev->msix_table_bar,
+                   entry + PCI_MSIX_ENTRY_VECTOR_CTRL,
+                   PCI_MSIX_ENTRY_CTRL_MASKBIT);
+    g_assert_true(qpci_msix_masked(dev, 0));
+    g_assert_false(qpci_msix_pending(dev, 0));
+    run_command(s, port);
+    g_assert_true(qpci_msix_pending(dev, 0));
+    g_assert_false(INTX_ASSERTED());
+    /* Unmasking delivers it */
+    qpci_io_writel(dev, dev->msix_table_bar,
+                   entry + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
+    g_assert_false(qpci_msix_pending(dev, 0));
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+    qpci_msix_disable(dev);
+#undef INTX_ASSERTED
+
+    g_free(dev);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
+static void add_tpm_tests(void)
+{
+    static const struct {
+        const char *name;
+        void (*check)(QTestState *s, tx_func *tx);
+    } cmds[] = {
+        { "pcr-read-before-startup", tpm_cmd_test_pcr_read_before_startup },
+        { "get-random", tpm_cmd_test_get_random },
+        { "get-capability", tpm_cmd_test_get_capability },
+        { "pcr-extend", tpm_cmd_test_pcr_extend },
+        { "reset", tpm_cmd_test_reset },
+    };
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } cases[] = {
+        { "tpm/selftest", test_tpm_selftest },
+        { "tpm/status", test_tpm_status },
+        { "tpm/tpm-1.2", test_tpm12 },
+        { "tpm/query-tpm", test_query_tpm },
+        { "tpm/second-libtpms", test_second_libtpms },
+        { "bad/data-read-idle", test_bad_data_read_idle },
+        { "bad/data-write-executing", test_bad_data_write_executing },
+        { "bad/overflow", test_bad_overflow },
+        { "bad/lengths", test_bad_lengths },
+        { "bad/start-twice", test_bad_start_twice },
+        { "bad/read-past-end", test_bad_read_past_end },
+        { "bad/accesses", test_bad_accesses },
+        { "cancel/idle", test_cancel_idle },
+        { "cancel/executing", test_cancel_executing },
+        { "reset-mid-command", test_reset_mid_command },
+        { "io-disabled-mid-command", test_io_disabled_mid_command },
+        { "interrupts", test_interrupts },
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(cmds); i++) {
+        g_autofree char *path = g_strdup_printf("vtpm-pci/tpm/%s",
+                                                cmds[i].name);
+
+        qtest_add_data_func(path, cmds[i].check, test_tpm_cmd);
+    }
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *path = g_strdup_printf("vtpm-pci/%s",
+                                                cases[i].name);
+
+        qtest_add_func(path, cases[i].fn);
+    }
 }
 
 static void add_tests(const char *machine)
@@ -309,5 +854,6 @@ int main(int argc, char **argv)
 
     add_tests("pc");
     add_tests("q35");
+    add_tpm_tests();
     return g_test_run();
 }

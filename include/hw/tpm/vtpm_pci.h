@@ -14,8 +14,6 @@
 
 #include "hw/registerfields.h"
 
-#define TYPE_VTPM_PCI "vtpm-pci"
-
 /* PCI identity; 1af4:10f0-10ff is free for experimental use */
 #define VTPM_PCI_VENDOR_ID          0x1af4
 #define VTPM_PCI_DEVICE_ID          0x10f2
