@@ -18,8 +18,10 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitops.h"
+#include "qemu/bswap.h"
 #include "qemu/error-report.h"
 #include "qemu/log.h"
+#include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
@@ -58,6 +60,12 @@ struct VTPMPCIState {
     bool overflow;              /* ... and more were dropped */
     uint32_t rsp_len;           /* response bytes */
     uint32_t rsp_pos;           /* response bytes read so far */
+    uint32_t flags;             /* STATUS.FLAGS_VALID to OWNED */
+
+    /* The card's own commands asking the TPM for its flags */
+    unsigned query_step;        /* 0: none; else the command in flight */
+    uint32_t query_flags;       /* flags gathered so far */
+    QEMUBH *query_bh;           /* sends the next command of the query */
 
     /* Not migrated: derived from the state above */
     bool irq_level;
@@ -108,7 +116,7 @@ static void vtpm_pci_update_irq(VTPMPCIState *s)
 
 static uint32_t vtpm_pci_status(VTPMPCIState *s)
 {
-    uint32_t val = 0;
+    uint32_t val = s->flags;
 
     val = FIELD_DP32(val, VTPM_STATUS, STATE, s->state);
     val = FIELD_DP32(val, VTPM_STATUS, ERROR, s->error != VTPM_ERR_NONE);
@@ -134,6 +142,151 @@ static void vtpm_pci_discard(VTPMPCIState *s)
     s->error = VTPM_ERR_NONE;
 }
 
+static void vtpm_pci_deliver(VTPMPCIState *s, uint32_t len, uint8_t locty)
+{
+    trace_vtpm_pci_command(tpm_cmd_get_ordinal(s->buf), len, locty);
+    vtpm_pci_set_state(s, VTPM_STATE_EXECUTING);
+    s->cmd = (TPMBackendCmd) {
+        .locty = locty,
+        .in = s->buf,
+        .in_len = len,
+        .out = s->buf,
+        .out_len = s->buffer_size,
+    };
+    tpm_backend_deliver_request(s->tpmbe, &s->cmd);
+}
+
+/* The query is over: the card is idle, and says it finished */
+static void vtpm_pci_query_end(VTPMPCIState *s)
+{
+    s->query_step = 0;
+    vtpm_pci_set_state(s, VTPM_STATE_IDLE);
+    s->int_status = FIELD_DP32(s->int_status, VTPM_INT_STATUS, COMPLETE, 1);
+    vtpm_pci_update_irq(s);
+}
+
+/*
+ * The flags query (CONTROL.QUERY).  TPM 2.0: one TPM2_GetCapability of
+ * TPM_PT_PERMANENT and TPM_PT_STARTUP_CLEAR.  TPM 1.2: TPM_GetCapability
+ * of the permanent flags, then of TPM_CAP_PROP_OWNER.
+ */
+#define TPM2_CC_GET_CAPABILITY      0x17a
+#define TPM2_CAP_TPM_PROPERTIES     6
+#define TPM2_PT_PERMANENT           0x200
+#define TPM2_PT_STARTUP_CLEAR       0x201
+#define TPMA_PERMANENT_OWNERAUTHSET 0x1
+#define TPMA_STARTUP_CLEAR_SHENABLE 0x2
+#define TPMA_STARTUP_CLEAR_EHENABLE 0x4
+#define TPM_ORD_GET_CAPABILITY      0x65
+#define TPM_CAP_FLAG                4
+#define TPM_CAP_PROPERTY            5
+#define TPM_CAP_FLAG_PERMANENT      0x108
+#define TPM_CAP_PROP_OWNER          0x111
+#define TPM_TAG_PERMANENT_FLAGS     0x1f
+
+/* Write the query's next command to buf; returns its length, 0 if done */
+static uint32_t vtpm_pci_query_command(VTPMPCIState *s)
+{
+    uint8_t *b = s->buf;
+
+    if (tpm_backend_get_tpm_version(s->tpmbe) == TPM_VERSION_2_0) {
+        if (s->query_step > 1) {
+            return 0;
+        }
+        stw_be_p(b, 0x8001);                    /* TPM_ST_NO_SESSIONS */
+        stl_be_p(b + 2, 22);
+        stl_be_p(b + 6, TPM2_CC_GET_CAPABILITY);
+        stl_be_p(b + 10, TPM2_CAP_TPM_PROPERTIES);
+        stl_be_p(b + 14, TPM2_PT_PERMANENT);
+        stl_be_p(b + 18, 2);                    /* and STARTUP_CLEAR */
+        return 22;
+    }
+    if (s->query_step > 2) {
+        return 0;
+    }
+    stw_be_p(b, 0xc1);                          /* TPM_TAG_RQU_COMMAND */
+    stl_be_p(b + 2, 22);
+    stl_be_p(b + 6, TPM_ORD_GET_CAPABILITY);
+    stl_be_p(b + 10, s->query_step == 1 ? TPM_CAP_FLAG : TPM_CAP_PROPERTY);
+    stl_be_p(b + 14, 4);                        /* subCapSize */
+    stl_be_p(b + 18, s->query_step == 1 ? TPM_CAP_FLAG_PERMANENT :
+                                          TPM_CAP_PROP_OWNER);
+    return 22;
+}
+
+/* Fold the response in buf (@len bytes) into query_flags */
+static bool vtpm_pci_query_parse(VTPMPCIState *s, uint32_t len)
+{
+    const uint8_t *b = s->buf;
+    uint32_t *f = &s->query_flags;
+
+    if (tpm_cmd_get_errcode(b) != 0) {
+        return false;
+    }
+    if (tpm_backend_get_tpm_version(s->tpmbe) == TPM_VERSION_2_0) {
+        /* moreData, capability, count, then (property, value) pairs */
+        uint32_t count, i;
+        uint8_t found = 0;
+
+        if (len < 19 || ldl_be_p(b + 11) != TPM2_CAP_TPM_PROPERTIES) {
+            return false;
+        }
+        count = ldl_be_p(b + 15);
+        for (i = 0; i < count && 19 + 8 * i + 8 <= len; i++) {
+            uint32_t prop = ldl_be_p(b + 19 + 8 * i);
+            uint32_t value = ldl_be_p(b + 23 + 8 * i);
+
+            if (prop == TPM2_PT_PERMANENT) {
+                *f = FIELD_DP32(*f, VTPM_STATUS, OWNED,
+                                !!(value & TPMA_PERMANENT_OWNERAUTHSET));
+                found |= 1;
+            } else if (prop == TPM2_PT_STARTUP_CLEAR) {
+                *f = FIELD_DP32(*f, VTPM_STATUS, ENABLED,
+                                !!(value & TPMA_STARTUP_CLEAR_SHENABLE));
+                *f = FIELD_DP32(*f, VTPM_STATUS, ACTIVATED,
+                                !!(value & TPMA_STARTUP_CLEAR_EHENABLE));
+                found |= 2;
+            }
+        }
+        return found == 3;
+    }
+    /* respSize, then TPM_PERMANENT_FLAGS or a BOOL */
+    if (s->query_step == 1) {
+        /* tag, disable, ownership, deactivated, ... */
+        if (len < 19 || lduw_be_p(b + 14) != TPM_TAG_PERMANENT_FLAGS) {
+            return false;
+        }
+        *f = FIELD_DP32(*f, VTPM_STATUS, ENABLED, !b[16]);
+        *f = FIELD_DP32(*f, VTPM_STATUS, ACTIVATED, !b[18]);
+        return true;
+    }
+    if (len < 15 || ldl_be_p(b + 10) != 1) {
+        return false;
+    }
+    *f = FIELD_DP32(*f, VTPM_STATUS, OWNED, !!b[14]);
+    return true;
+}
+
+/*
+ * Send the query's next command, or publish what it found.  Not from the
+ * backend's completion callback, which may not start another request.
+ */
+static void vtpm_pci_query_next(void *opaque)
+{
+    VTPMPCIState *s = opaque;
+    uint32_t len;
+
+    s->query_step++;
+    len = vtpm_pci_query_command(s);
+    if (len) {
+        vtpm_pci_deliver(s, len, 0);
+        return;
+    }
+    s->flags = FIELD_DP32(s->query_flags, VTPM_STATUS, FLAGS_VALID, 1);
+    trace_vtpm_pci_flags(s->flags);
+    vtpm_pci_query_end(s);
+}
+
 /* The backend finished the command: make its response readable */
 static void vtpm_pci_request_completed(TPMIf *ti, int ret)
 {
@@ -146,6 +299,16 @@ static void vtpm_pci_request_completed(TPMIf *ti, int ret)
         len = tpm_cmd_get_size(s->buf);
     }
     trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len);
+
+    if (s->query_step) {
+        if (vtpm_pci_query_parse(s, len)) {
+            qemu_bh_schedule(s->query_bh);
+        } else {
+            trace_vtpm_pci_flags(0);
+            vtpm_pci_query_end(s);
+        }
+        return;
+    }
 
     s->rsp_len = len;
     s->rsp_pos = 0;
@@ -185,17 +348,7 @@ static void vtpm_pci_start(VTPMPCIState *s)
                         "START of a command whose header size differs "
                         "from the bytes written");
     } else {
-        trace_vtpm_pci_command(tpm_cmd_get_ordinal(s->buf), s->cmd_len,
-                               s->locality);
-        vtpm_pci_set_state(s, VTPM_STATE_EXECUTING);
-        s->cmd = (TPMBackendCmd) {
-            .locty = s->locality,
-            .in = s->buf,
-            .in_len = s->cmd_len,
-            .out = s->buf,
-            .out_len = s->buffer_size,
-        };
-        tpm_backend_deliver_request(s->tpmbe, &s->cmd);
+        vtpm_pci_deliver(s, s->cmd_len, s->locality);
         return;
     }
     /* The command is dropped; the error stays visible until the next one */
@@ -218,6 +371,17 @@ static void vtpm_pci_control(VTPMPCIState *s, uint32_t val)
         }
         trace_vtpm_pci_cancel();
         tpm_backend_cancel_cmd(s->tpmbe);
+        break;
+    case R_VTPM_CONTROL_QUERY_MASK:
+        if (s->state != VTPM_STATE_IDLE) {
+            vtpm_pci_refuse(s, VTPM_ERR_STATE, "QUERY while busy");
+            break;
+        }
+        vtpm_pci_discard(s);
+        s->flags = 0;
+        s->query_flags = 0;
+        s->query_step = 0;
+        vtpm_pci_query_next(s);
         break;
     case R_VTPM_CONTROL_ABORT_MASK:
         if (s->state == VTPM_STATE_EXECUTING) {
@@ -477,8 +641,12 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     }
     msix_vector_use(pci_dev, 0);
 
+    s->query_bh = qemu_bh_new_guarded(vtpm_pci_query_next, s,
+                                      &DEVICE(s)->mem_reentrancy_guard);
+
     /* Last, as an embedded backend stays registered once created */
     if (!s->tpmbe && !vtpm_pci_create_backend(s, errp)) {
+        qemu_bh_delete(s->query_bh);
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
         return;
@@ -493,11 +661,22 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                      &s->io);
 }
 
+/* Wait until neither a guest command nor a flags query is in flight */
+static void vtpm_pci_drain(VTPMPCIState *s)
+{
+    tpm_backend_finish_sync(s->tpmbe);
+    while (s->query_step) {
+        aio_poll(qemu_get_aio_context(), true);
+        tpm_backend_finish_sync(s->tpmbe);
+    }
+}
+
 static void vtpm_pci_exit(PCIDevice *pci_dev)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
-    tpm_backend_finish_sync(s->tpmbe);
+    vtpm_pci_drain(s);
+    qemu_bh_delete(s->query_bh);
     msix_unuse_all_vectors(pci_dev);
     msix_uninit_exclusive_bar(pci_dev);
     g_free(s->buf);
@@ -509,10 +688,13 @@ static void vtpm_pci_reset_hold(Object *obj, ResetType type)
 
     /* Waits for a command in flight, so no completion comes after this */
     tpm_backend_reset(s->tpmbe);
+    qemu_bh_cancel(s->query_bh);
 
     vtpm_pci_discard(s);
     s->state = VTPM_STATE_IDLE;
     s->scratch = 0;
+    s->flags = 0;
+    s->query_step = 0;
     s->locality = 0;
     s->int_enable = 0;
     s->int_status = 0;
@@ -529,7 +711,7 @@ static int vtpm_pci_pre_save(void *opaque)
     VTPMPCIState *s = opaque;
 
     /* Let a command in flight finish: its response migrates instead */
-    tpm_backend_finish_sync(s->tpmbe);
+    vtpm_pci_drain(s);
     s->data_len = s->state == VTPM_STATE_RECEIVING ? s->cmd_len :
                   s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
     return 0;
@@ -549,6 +731,10 @@ static int vtpm_pci_post_load(void *opaque, int version_id)
     if (s->state > VTPM_STATE_COMPLETE || s->state == VTPM_STATE_EXECUTING ||
         s->cmd_len > s->buffer_size || s->rsp_len > s->buffer_size ||
         s->rsp_pos > s->rsp_len || s->locality > VTPM_PCI_LOCALITY_MAX ||
+        (s->flags & ~(R_VTPM_STATUS_FLAGS_VALID_MASK |
+                      R_VTPM_STATUS_ENABLED_MASK |
+                      R_VTPM_STATUS_ACTIVATED_MASK |
+                      R_VTPM_STATUS_OWNED_MASK)) ||
         s->error > VTPM_ERR_VALUE) {
         error_report("vtpm-pci: inconsistent state in the migration stream");
         return -EINVAL;
@@ -576,6 +762,7 @@ static const VMStateDescription vmstate_vtpm_pci = {
         VMSTATE_BOOL(overflow, VTPMPCIState),
         VMSTATE_UINT32(rsp_len, VTPMPCIState),
         VMSTATE_UINT32(rsp_pos, VTPMPCIState),
+        VMSTATE_UINT32(flags, VTPMPCIState),
         VMSTATE_UINT32(data_len, VTPMPCIState),
         VMSTATE_VALIDATE("data_len fits the buffer",
                          vtpm_pci_data_len_valid),

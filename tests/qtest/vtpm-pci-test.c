@@ -773,6 +773,122 @@ static void test_interrupts(void)
     qtest_quit(s);
 }
 
+/* Run CONTROL.QUERY to its end; returns STATUS */
+static uint32_t query_flags(QTestState *s, uint16_t port)
+{
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+    tpm_control(s, port, R_VTPM_CONTROL_QUERY_MASK);
+    vtpm_pci_wait_done(s, port);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(tpm_reg(s, port, A_VTPM_INT_STATUS), ==,
+                     R_VTPM_INT_STATUS_COMPLETE_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
+    return tpm_reg(s, port, A_VTPM_STATUS);
+}
+
+/* Send a TPM 2.0 command authorized with an empty password */
+static void tpm2_send_pw(QTestState *s, const uint8_t *req, size_t len)
+{
+    uint8_t rsp[64];
+
+    tpm_cmd_transfer(s, vtpm_pci_transfer, req, len, rsp, sizeof(rsp),
+                     0x8002, TPM2_RC_SUCCESS);
+}
+
+static void test_flags_tpm2(void)
+{
+    /* TPM2_HierarchyChangeAuth(TPM_RH_OWNER, newAuth = "abcd") */
+    static const uint8_t change_auth[] = {
+        0x80, 0x02, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x01, 0x29,
+        0x40, 0x00, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x09,
+        0x40, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x04, 'a', 'b', 'c', 'd',
+    };
+    /* TPM2_HierarchyControl(TPM_RH_PLATFORM, TPM_RH_OWNER, NO) */
+    static const uint8_t disable_owner[] = {
+        0x80, 0x02, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x01, 0x21,
+        0x40, 0x00, 0x00, 0x0c,
+        0x00, 0x00, 0x00, 0x09,
+        0x40, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x40, 0x00, 0x00, 0x01, 0x00,
+    };
+    QTestState *s = qtest_initf("-M q35 -device vtpm-pci,addr=%d.0",
+                                VTPM_SLOT);
+    uint16_t port = vtpm_pci_port(s);
+    uint32_t st;
+
+    /* Before TPM2_Startup the TPM answers nothing: no flags */
+    st = query_flags(s, port);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, FLAGS_VALID), ==, 0);
+
+    tpm_util_startup(s, vtpm_pci_transfer);
+    st = query_flags(s, port);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, FLAGS_VALID), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ENABLED), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ACTIVATED), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, OWNED), ==, 0);
+
+    /* An owner authorization value makes it owned */
+    tpm2_send_pw(s, change_auth, sizeof(change_auth));
+    st = query_flags(s, port);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, OWNED), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ENABLED), ==, 1);
+
+    /* The platform disabling the storage hierarchy disables it */
+    tpm2_send_pw(s, disable_owner, sizeof(disable_owner));
+    st = query_flags(s, port);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, FLAGS_VALID), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ENABLED), ==, 0);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ACTIVATED), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, OWNED), ==, 1);
+
+    /* Only from IDLE */
+    qtest_outb(s, port + A_VTPM_DATA, 0x80);
+    tpm_control(s, port, R_VTPM_CONTROL_QUERY_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_RECEIVING);
+    tpm_control(s, port, R_VTPM_CONTROL_ABORT_MASK);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_flags_tpm12(void)
+{
+    /* TPM_GetCapability(TPM_CAP_FLAG, TPM_CAP_FLAG_PERMANENT) */
+    static const uint8_t get_flags[] = {
+        0x00, 0xc1, 0x00, 0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0x65,
+        0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04,
+        0x00, 0x00, 0x01, 0x08,
+    };
+    static const uint8_t startup[] = {
+        0x00, 0xc1, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x99,
+        0x00, 0x01,
+    };
+    QTestState *s = qtest_init("-M q35 -tpmdev libtpms,id=t,version=1.2 "
+                               "-device vtpm-pci,tpmdev=t");
+    uint16_t port = vtpm_pci_port(s);
+    uint8_t rsp[128];
+    uint32_t st;
+
+    tpm_cmd_transfer(s, vtpm_pci_transfer, startup, sizeof(startup),
+                     rsp, sizeof(rsp), TPM_TAG_RSP_COMMAND, 0);
+    /* TPM_PERMANENT_FLAGS: tag 0x001f, disable, ownership, deactivated */
+    tpm_cmd_transfer(s, vtpm_pci_transfer, get_flags, sizeof(get_flags),
+                     rsp, sizeof(rsp), TPM_TAG_RSP_COMMAND, 0);
+    g_assert_cmphex(lduw_be_p(rsp + 14), ==, 0x001f);
+
+    st = query_flags(s, port);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, FAMILY), ==,
+                     VTPM_FAMILY_TPM12);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, FLAGS_VALID), ==, 1);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ENABLED), ==, !rsp[16]);
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, ACTIVATED), ==, !rsp[18]);
+    /* A new TPM has no owner */
+    g_assert_cmpuint(FIELD_EX32(st, VTPM_STATUS, OWNED), ==, 0);
+    qtest_quit(s);
+}
+
 static void add_tpm_tests(void)
 {
     static const struct {
@@ -793,6 +909,8 @@ static void add_tpm_tests(void)
         { "tpm/status", test_tpm_status },
         { "tpm/tpm-1.2", test_tpm12 },
         { "tpm/query-tpm", test_query_tpm },
+        { "tpm/flags-2.0", test_flags_tpm2 },
+        { "tpm/flags-1.2", test_flags_tpm12 },
         { "tpm/second-libtpms", test_second_libtpms },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
