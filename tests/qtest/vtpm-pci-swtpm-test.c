@@ -9,8 +9,12 @@
  */
 
 #include "qemu/osdep.h"
+#include <glib/gstdio.h>
 #include "libqtest.h"
+#include "qemu/bswap.h"
 #include "qemu/module.h"
+#include "qapi/qapi-types-sockets.h"
+#include "hw/tpm/vtpm_pci.h"
 #include "tpm-tests.h"
 #include "tpm-util.h"
 #include "vtpm-pci-util.h"
@@ -39,6 +43,85 @@ static void vtpm_pci_swtpm_migration_test(const void *data)
                                   ts->machine);
 }
 
+/*
+ * A response waiting in the card migrates with it: the guest started
+ * TPM2_GetRandom on the source, and reads the answer on the destination;
+ * with @half_read, it had read the first 4 bytes on the source.
+ */
+static void migrate_pending_response(const TestState *ts, bool half_read)
+{
+    static const uint8_t get_random[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b,
+        0x00, 0x10,
+    };
+    QTestState *src, *dst;
+    SocketAddress *src_addr = NULL, *dst_addr = NULL;
+    GPid src_pid, dst_pid;
+    GError *error = NULL;
+    uint8_t rsp[64];
+    uint16_t port;
+    size_t done = 0;
+
+    if (!tpm_util_swtpm_has_tpm2()) {
+        g_test_skip("swtpm not in PATH or missing --tpm2 support");
+        return;
+    }
+    g_assert_true(tpm_util_swtpm_start(ts->src_tpm_path, &src_pid,
+                                       &src_addr, &error));
+    g_assert_true(tpm_util_swtpm_start(ts->dst_tpm_path, &dst_pid,
+                                       &dst_addr, &error));
+    tpm_util_migration_start_qemu(&src, &dst, src_addr, dst_addr, ts->uri,
+                                  "vtpm-pci", ts->machine);
+
+    tpm_util_startup(src, vtpm_pci_transfer);
+    port = vtpm_pci_port(src);
+    vtpm_pci_write_command(src, port, get_random, sizeof(get_random));
+    qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(src, port);
+    if (half_read) {
+        stl_le_p(rsp, qtest_inl(src, port + A_VTPM_DATA));
+        done = 4;
+    }
+
+    tpm_util_migrate(src, ts->uri);
+    tpm_util_wait_for_migration_complete(dst);
+
+    /* The BAR migrated too: same port */
+    g_assert_cmpuint(vtpm_pci_port(dst), ==, port);
+    g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_COMPLETE);
+    g_assert_cmpuint(qtest_inl(dst, port + A_VTPM_RSP_SIZE), ==, 12 + 16);
+    for (; done < 12 + 16; done += 4) {
+        stl_le_p(rsp + done, qtest_inl(dst, port + A_VTPM_DATA));
+    }
+    g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmphex(lduw_be_p(rsp), ==, 0x8001);
+    g_assert_cmpuint(ldl_be_p(rsp + 2), ==, 12 + 16);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+    g_assert_cmpuint(lduw_be_p(rsp + 10), ==, 16);
+
+    /* ... and the destination takes the next command */
+    tpm_util_pcrextend(dst, vtpm_pci_transfer);
+
+    qtest_quit(dst);
+    qtest_quit(src);
+    tpm_util_swtpm_kill(dst_pid);
+    g_unlink(dst_addr->u.q_unix.path);
+    qapi_free_SocketAddress(dst_addr);
+    tpm_util_swtpm_kill(src_pid);
+    g_unlink(src_addr->u.q_unix.path);
+    qapi_free_SocketAddress(src_addr);
+}
+
+static void vtpm_pci_migrate_response_test(const void *data)
+{
+    migrate_pending_response(data, false);
+}
+
+static void vtpm_pci_migrate_half_read_test(const void *data)
+{
+    migrate_pending_response(data, true);
+}
+
 int main(int argc, char **argv)
 {
     TestState pc = { .machine = "-M pc" }, q35 = { .machine = "-M q35" };
@@ -62,6 +145,10 @@ int main(int argc, char **argv)
                         vtpm_pci_swtpm_migration_test);
     qtest_add_data_func("/vtpm-pci/swtpm-migration/q35", &q35,
                         vtpm_pci_swtpm_migration_test);
+    qtest_add_data_func("/vtpm-pci/swtpm-migration/response-pending", &q35,
+                        vtpm_pci_migrate_response_test);
+    qtest_add_data_func("/vtpm-pci/swtpm-migration/response-half-read", &q35,
+                        vtpm_pci_migrate_half_read_test);
     ret = g_test_run();
 
     for (i = 0; i < ARRAY_SIZE(all); i++) {
