@@ -15,6 +15,7 @@
 #include "qemu/module.h"
 #include "qapi/qapi-types-sockets.h"
 #include "hw/tpm/vtpm_pci.h"
+#include "libqos/fw_cfg.h"
 #include "tpm-tests.h"
 #include "tpm-util.h"
 #include "vtpm-pci-util.h"
@@ -122,6 +123,62 @@ static void vtpm_pci_migrate_half_read_test(const void *data)
     migrate_pending_response(data, true);
 }
 
+/*
+ * Whether firmware is told about a TPM: the fw_cfg file SeaBIOS and OVMF
+ * read, and a TPM2 table among the ACPI tables.
+ */
+static void assert_platform_tpm(QTestState *s, bool described)
+{
+    QFWCFG *fw_cfg = pc_fw_cfg_init(s);
+    g_autofree uint8_t *tables = NULL;
+    uint8_t config[8];
+    size_t len;
+
+    g_assert_cmpuint(qfw_cfg_get_file(fw_cfg, "etc/tpm/config", config,
+                                      sizeof(config)) != 0, ==, described);
+    len = qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", NULL, 0);
+    g_assert_cmpuint(len, >, 0);
+    tables = g_malloc(len);
+    qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", tables, len);
+    g_assert_cmpuint(memmem(tables, len, "TPM2", 4) != NULL, ==, described);
+    pc_fw_cfg_uninit(fw_cfg);
+}
+
+/* The card is found through PCI: firmware is told of no TPM for it */
+static void vtpm_pci_acpi_alone_test(const void *data)
+{
+    QTestState *s = qtest_init("-M q35 -device vtpm-pci");
+
+    assert_platform_tpm(s, false);
+    qtest_quit(s);
+}
+
+/* Beside a tpm-crb, the card does not hide the CRB from firmware */
+static void vtpm_pci_acpi_beside_crb_test(const void *data)
+{
+    const TestState *ts = data;
+    SocketAddress *addr = NULL;
+    GError *error = NULL;
+    GPid pid;
+    QTestState *s;
+
+    if (!tpm_util_swtpm_has_tpm2()) {
+        g_test_skip("swtpm not in PATH or missing --tpm2 support");
+        return;
+    }
+    g_assert_true(tpm_util_swtpm_start(ts->src_tpm_path, &pid, &addr,
+                                       &error));
+    s = qtest_initf("-M q35 -chardev socket,id=chr,path=%s "
+                    "-tpmdev emulator,id=dev,chardev=chr "
+                    "-device tpm-crb,tpmdev=dev -device vtpm-pci",
+                    addr->u.q_unix.path);
+    assert_platform_tpm(s, true);
+    qtest_quit(s);
+    tpm_util_swtpm_kill(pid);
+    g_unlink(addr->u.q_unix.path);
+    qapi_free_SocketAddress(addr);
+}
+
 int main(int argc, char **argv)
 {
     TestState pc = { .machine = "-M pc" }, q35 = { .machine = "-M q35" };
@@ -149,6 +206,10 @@ int main(int argc, char **argv)
                         vtpm_pci_migrate_response_test);
     qtest_add_data_func("/vtpm-pci/swtpm-migration/response-half-read", &q35,
                         vtpm_pci_migrate_half_read_test);
+    qtest_add_data_func("/vtpm-pci/acpi/alone", &q35,
+                        vtpm_pci_acpi_alone_test);
+    qtest_add_data_func("/vtpm-pci/acpi/beside-tpm-crb", &q35,
+                        vtpm_pci_acpi_beside_crb_test);
     ret = g_test_run();
 
     for (i = 0; i < ARRAY_SIZE(all); i++) {

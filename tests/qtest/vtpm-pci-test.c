@@ -414,8 +414,13 @@ static void test_query_tpm(void)
 {
     QTestState *s = qtest_init("-M q35 -device vtpm-pci,id=card");
 
+    g_autofree char *info = NULL;
+
     /* The card's own backend takes its name from the card's */
     tpm_cmd_assert_query_tpm(s, "card-tpm", "vtpm-pci", "libtpms", "2.0");
+    info = qtest_hmp(s, "info tpm");
+    g_assert_nonnull(strstr(info, "model=vtpm-pci"));
+    g_assert_nonnull(strstr(info, "card-tpm: type=libtpms,version=2.0"));
     qtest_quit(s);
 }
 
