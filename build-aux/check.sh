@@ -64,11 +64,13 @@ result "-device vtpm-pci,help lists its properties" $?
 
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"
-out=$(printf 'info pci\ninfo qtree\nquit\n' |
+out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |
       timeout 60 "$(dirname "$0")/run.sh" 2>&1)
 status=$?
 grep -q 'PCI device 1af4:10f2' <<< "$out" &&
-    grep -q 'dev: vtpm-pci, id ""' <<< "$out" && [ $status -eq 0 ]
+    grep -q 'dev: vtpm-pci, id ""' <<< "$out" &&
+    grep -q 'vtpm-pci-tpm: type=libtpms,version=2.0' <<< "$out" &&
+    [ $status -eq 0 ]
 result "run: QEMU starts with the card and quits on request" $?
 
 # --- the patch series ---------------------------------------------------------

@@ -44,12 +44,18 @@ static void vtpm_pci_swtpm_migration_test(const void *data)
                                   ts->machine);
 }
 
+typedef enum {
+    MIGRATE_IN_FLIGHT,      /* the command still executing */
+    MIGRATE_RESPONSE,       /* its response waiting */
+    MIGRATE_HALF_READ,      /* its response partly read */
+} MigratePoint;
+
 /*
- * A response waiting in the card migrates with it: the guest started
- * TPM2_GetRandom on the source, and reads the answer on the destination;
- * with @half_read, it had read the first 4 bytes on the source.
+ * A command the guest started on the source is answered on the
+ * destination: the card finishes it before its state is saved, and its
+ * response, or what is left of it, migrates.
  */
-static void migrate_pending_response(const TestState *ts, bool half_read)
+static void migrate_command(const TestState *ts, MigratePoint point)
 {
     static const uint8_t get_random[] = {
         0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b,
@@ -78,8 +84,10 @@ static void migrate_pending_response(const TestState *ts, bool half_read)
     port = vtpm_pci_port(src);
     vtpm_pci_write_command(src, port, get_random, sizeof(get_random));
     qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
-    vtpm_pci_wait_done(src, port);
-    if (half_read) {
+    if (point != MIGRATE_IN_FLIGHT) {
+        vtpm_pci_wait_done(src, port);
+    }
+    if (point == MIGRATE_HALF_READ) {
         stl_le_p(rsp, qtest_inl(src, port + A_VTPM_DATA));
         done = 4;
     }
@@ -113,14 +121,19 @@ static void migrate_pending_response(const TestState *ts, bool half_read)
     qapi_free_SocketAddress(src_addr);
 }
 
+static void vtpm_pci_migrate_in_flight_test(const void *data)
+{
+    migrate_command(data, MIGRATE_IN_FLIGHT);
+}
+
 static void vtpm_pci_migrate_response_test(const void *data)
 {
-    migrate_pending_response(data, false);
+    migrate_command(data, MIGRATE_RESPONSE);
 }
 
 static void vtpm_pci_migrate_half_read_test(const void *data)
 {
-    migrate_pending_response(data, true);
+    migrate_command(data, MIGRATE_HALF_READ);
 }
 
 /*
@@ -202,6 +215,8 @@ int main(int argc, char **argv)
                         vtpm_pci_swtpm_migration_test);
     qtest_add_data_func("/vtpm-pci/swtpm-migration/q35", &q35,
                         vtpm_pci_swtpm_migration_test);
+    qtest_add_data_func("/vtpm-pci/swtpm-migration/command-in-flight", &q35,
+                        vtpm_pci_migrate_in_flight_test);
     qtest_add_data_func("/vtpm-pci/swtpm-migration/response-pending", &q35,
                         vtpm_pci_migrate_response_test);
     qtest_add_data_func("/vtpm-pci/swtpm-migration/response-half-read", &q35,
