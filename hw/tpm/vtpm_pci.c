@@ -23,6 +23,7 @@
 #include "qemu/log.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
+#include "qemu/range.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci_device.h"
@@ -44,6 +45,8 @@ struct VTPMPCIState {
     PCIDevice parent_obj;
 
     MemoryRegion io;
+    uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
+    QLIST_ENTRY(VTPMPCIState) pinned;
     TPMBackend *tpmbe;
     TPMBackendCmd cmd;
     uint32_t buffer_size;       /* largest command/response, <= buf size */
@@ -71,6 +74,10 @@ struct VTPMPCIState {
     bool irq_level;
     uint32_t data_len;          /* bytes of buf in the migration stream */
 };
+
+/* Cards with a pinned BAR 0, to keep their ranges apart */
+static QLIST_HEAD(, VTPMPCIState) vtpm_pci_pinned =
+    QLIST_HEAD_INITIALIZER(vtpm_pci_pinned);
 
 static const char *const vtpm_pci_state_names[] = {
     [VTPM_STATE_IDLE] = "idle",
@@ -616,6 +623,131 @@ static const MemoryRegionOps vtpm_pci_io_ops = {
 };
 
 /*
+ * The ports a PC reserves for its legacy devices and firmware, whether or
+ * not this machine has them: a pinned card may not sit on any of them.
+ */
+static const struct {
+    uint16_t first, last;
+    const char *what;
+} vtpm_pci_legacy_ports[] = {
+    { 0x0000, 0x00ff, "DMA, PIC, PIT, keyboard, RTC and other system" },
+    { 0x0170, 0x0177, "secondary IDE" },
+    { 0x01f0, 0x01f7, "primary IDE" },
+    { 0x0278, 0x027f, "LPT2" },
+    { 0x02e8, 0x02ef, "COM4" },
+    { 0x02f8, 0x02ff, "COM2" },
+    { 0x0376, 0x0376, "secondary IDE control" },
+    { 0x0378, 0x037f, "LPT1" },
+    { 0x03b0, 0x03df, "VGA" },
+    { 0x03e8, 0x03ef, "COM3" },
+    { 0x03f0, 0x03f7, "floppy and primary IDE control" },
+    { 0x03f8, 0x03ff, "COM1" },
+    { 0x04d0, 0x04d1, "interrupt edge/level control" },
+    /* Placed by firmware (SeaBIOS, OVMF), after the card is realized */
+    { 0x0600, 0x067f, "ACPI power management (q35)" },
+    { 0x0cf8, 0x0cff, "PCI configuration" },
+    { 0xb000, 0xb03f, "ACPI power management (pc)" },
+};
+
+/* Check the iobase property; on success the card is among the pinned */
+static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
+{
+    uint32_t first = s->iobase, last = s->iobase + VTPM_PCI_BAR_SIZE - 1;
+    MemoryRegion *io = pci_address_space_io(PCI_DEVICE(s));
+    MemoryRegionSection section;
+    hwaddr addr;
+    VTPMPCIState *other;
+    size_t i;
+
+    if (s->iobase == VTPM_PCI_IOBASE_NONE) {
+        return true;
+    }
+    if (s->iobase > 0xffff || last > 0xffff) {
+        error_setg(errp, "iobase 0x%" PRIx32 " is outside the I/O space: "
+                   "the %u ports must fit in 0x0000-0xffff", s->iobase,
+                   VTPM_PCI_BAR_SIZE);
+        return false;
+    }
+    if (s->iobase % VTPM_PCI_BAR_SIZE) {
+        error_setg(errp, "iobase 0x%04" PRIx32 " is not a multiple of the "
+                   "BAR size, 0x%x", s->iobase, VTPM_PCI_BAR_SIZE);
+        return false;
+    }
+    for (i = 0; i < ARRAY_SIZE(vtpm_pci_legacy_ports); i++) {
+        if (first <= vtpm_pci_legacy_ports[i].last &&
+            last >= vtpm_pci_legacy_ports[i].first) {
+            error_setg(errp, "iobase 0x%04" PRIx32 ": ports 0x%04" PRIx32
+                       "-0x%04" PRIx32 " overlap the PC's %s ports "
+                       "(0x%04x-0x%04x)", s->iobase, first, last,
+                       vtpm_pci_legacy_ports[i].what,
+                       vtpm_pci_legacy_ports[i].first,
+                       vtpm_pci_legacy_ports[i].last);
+            return false;
+        }
+    }
+    QLIST_FOREACH(other, &vtpm_pci_pinned, pinned) {
+        if (other->iobase == s->iobase) {
+            error_setg(errp, "iobase 0x%04" PRIx32 " is taken by another "
+                       "vtpm-pci", s->iobase);
+            return false;
+        }
+    }
+    /*
+     * Anything else already there: fw_cfg, ACPI registers, ...  The I/O
+     * space's own region answers the ports nobody claimed: skip it.
+     */
+    for (addr = first; addr <= last; addr += int128_get64(section.size)) {
+        section = memory_region_find(io, addr, last + 1 - addr);
+        if (!section.mr) {
+            break;
+        }
+        memory_region_unref(section.mr);
+        if (section.mr != io) {
+            error_setg(errp, "iobase 0x%04" PRIx32 ": ports from 0x%04"
+                       HWADDR_PRIx " are used by '%s'", s->iobase,
+                       section.offset_within_address_space,
+                       memory_region_name(section.mr));
+            return false;
+        }
+        addr = section.offset_within_address_space;
+    }
+    QLIST_INSERT_HEAD(&vtpm_pci_pinned, s, pinned);
+    return true;
+}
+
+static void vtpm_pci_unpin(VTPMPCIState *s)
+{
+    if (s->iobase != VTPM_PCI_IOBASE_NONE) {
+        QLIST_REMOVE(s, pinned);
+    }
+}
+
+/*
+ * A pinned BAR 0 keeps its base.  All-ones is the sizing protocol and
+ * reads back as the size mask; any other value becomes the pinned base.
+ */
+static void vtpm_pci_config_write(PCIDevice *pci_dev, uint32_t addr,
+                                  uint32_t val, int len)
+{
+    VTPMPCIState *s = VTPM_PCI(pci_dev);
+    uint32_t bar;
+
+    if (s->iobase == VTPM_PCI_IOBASE_NONE ||
+        !ranges_overlap(addr, len, PCI_BASE_ADDRESS_0, 4)) {
+        pci_default_write_config(pci_dev, addr, val, len);
+        return;
+    }
+    /* Config accesses are aligned: this one lies within BAR 0 */
+    bar = pci_get_long(pci_dev->config + PCI_BASE_ADDRESS_0);
+    bar = deposit32(bar, (addr - PCI_BASE_ADDRESS_0) * 8, len * 8, val);
+    if (bar != UINT32_MAX) {
+        trace_vtpm_pci_bar_pinned(bar, s->iobase);
+        bar = s->iobase | PCI_BASE_ADDRESS_SPACE_IO;
+    }
+    pci_default_write_config(pci_dev, PCI_BASE_ADDRESS_0, bar, 4);
+}
+
+/*
  * With no tpmdev, the card brings its own TPM: TPM 2.0 emulated by
  * libtpms inside QEMU, its state in memory.
  */
@@ -635,8 +767,12 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
+    if (!vtpm_pci_pin(s, errp)) {
+        return;
+    }
     pci_config_set_interrupt_pin(pci_dev->config, 1);
     if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
+        vtpm_pci_unpin(s);
         return;
     }
     msix_vector_use(pci_dev, 0);
@@ -649,6 +785,7 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
         qemu_bh_delete(s->query_bh);
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
+        vtpm_pci_unpin(s);
         return;
     }
     s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
@@ -679,6 +816,7 @@ static void vtpm_pci_exit(PCIDevice *pci_dev)
     qemu_bh_delete(s->query_bh);
     msix_unuse_all_vectors(pci_dev);
     msix_uninit_exclusive_bar(pci_dev);
+    vtpm_pci_unpin(s);
     g_free(s->buf);
 }
 
@@ -704,6 +842,25 @@ static void vtpm_pci_reset_hold(Object *obj, ResetType type)
         /* Commands will fail with a TPM failure response; QEMU stays up */
         error_report("vtpm-pci: the TPM backend failed to start");
     }
+}
+
+/*
+ * After the PCI core has cleared the BARs and the command register (in
+ * the bus's hold phase): a pinned card is back at its base, decoding, as
+ * a legacy device would be from power-on.
+ */
+static void vtpm_pci_reset_exit(Object *obj, ResetType type)
+{
+    VTPMPCIState *s = VTPM_PCI(obj);
+    PCIDevice *pci_dev = PCI_DEVICE(obj);
+    uint16_t cmd = pci_get_word(pci_dev->config + PCI_COMMAND);
+
+    if (s->iobase == VTPM_PCI_IOBASE_NONE) {
+        return;
+    }
+    pci_default_write_config(pci_dev, PCI_BASE_ADDRESS_0,
+                             s->iobase | PCI_BASE_ADDRESS_SPACE_IO, 4);
+    pci_default_write_config(pci_dev, PCI_COMMAND, cmd | PCI_COMMAND_IO, 2);
 }
 
 static int vtpm_pci_pre_save(void *opaque)
@@ -773,6 +930,7 @@ static const VMStateDescription vmstate_vtpm_pci = {
 
 static const Property vtpm_pci_properties[] = {
     DEFINE_PROP_TPMBE("tpmdev", VTPMPCIState, tpmbe),
+    DEFINE_PROP_UINT32("iobase", VTPMPCIState, iobase, VTPM_PCI_IOBASE_NONE),
 };
 
 static void vtpm_pci_class_init(ObjectClass *klass, void *data)
@@ -784,6 +942,7 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
 
     pc->realize = vtpm_pci_realize;
     pc->exit = vtpm_pci_exit;
+    pc->config_write = vtpm_pci_config_write;
     pc->vendor_id = VTPM_PCI_VENDOR_ID;
     pc->device_id = VTPM_PCI_DEVICE_ID;
     pc->revision = VTPM_PCI_REVISION;
@@ -795,6 +954,7 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
     dc->hotpluggable = false;
     device_class_set_props(dc, vtpm_pci_properties);
     rc->phases.hold = vtpm_pci_reset_hold;
+    rc->phases.exit = vtpm_pci_reset_exit;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 
     tc->model = TPM_MODEL_VTPM_PCI;

@@ -894,6 +894,164 @@ static void test_flags_tpm12(void)
     qtest_quit(s);
 }
 
+/*
+ * A card pinned at PINNED_PORT (-device vtpm-pci,iobase=...).  It decodes
+ * there from reset on, and no BAR write moves it.
+ */
+#define PINNED_PORT     0x2000
+
+static void vtpm_start_pinned(VTPMTest *t, const char *machine)
+{
+    t->qts = qtest_initf("-M %s -device vtpm-pci,addr=%d.0,iobase=0x%x",
+                         machine, VTPM_SLOT, PINNED_PORT);
+    t->bus = qpci_new_pc(t->qts, NULL);
+    t->dev = qpci_device_find(t->bus, QPCI_DEVFN(VTPM_SLOT, 0));
+    g_assert(t->dev);
+}
+
+/* BAR 0 holds the pinned base, and the registers answer there */
+static void assert_pinned(VTPMTest *t)
+{
+    QPCIBar pinned = qpci_legacy_iomap(t->dev, PINNED_PORT);
+
+    g_assert_cmphex(qpci_config_readl(t->dev, PCI_BASE_ADDRESS_0), ==,
+                    PINNED_PORT | PCI_BASE_ADDRESS_SPACE_IO);
+    g_assert_cmphex(reg_read(t, pinned, A_VTPM_ID), ==, VTPM_PCI_ID_MAGIC);
+}
+
+static void test_pinned_enumeration(const void *data)
+{
+    VTPMTest t;
+    QPCIBar bar;
+    uint64_t size;
+
+    vtpm_start_pinned(&t, data);
+    /* Decoding at the pinned base from reset, before anyone enables it */
+    g_assert_true(qpci_config_readw(t.dev, PCI_COMMAND) & PCI_COMMAND_IO);
+    assert_pinned(&t);
+
+    /* libqos sizes the BAR and places it where it likes: it stays */
+    qpci_device_enable(t.dev);
+    bar = qpci_iomap(t.dev, VTPM_PCI_BAR, &size);
+    g_assert_cmpuint(size, ==, VTPM_PCI_BAR_SIZE);
+    g_assert_cmphex(bar.addr, !=, PINNED_PORT);
+    assert_pinned(&t);
+    /* ... and the port libqos chose answers nothing */
+    g_assert_cmphex(reg_read(&t, bar, A_VTPM_ID), ==, 0xffffffff);
+    vtpm_stop(&t);
+}
+
+static void test_pinned_config_writes(const void *data)
+{
+    static const uint32_t values[] = {
+        0xc101, 0x0, 0x1, 0x3001, 0xfffe0001, 0xffffffc1, PINNED_PORT | 1,
+    };
+    VTPMTest t;
+    size_t i;
+
+    vtpm_start_pinned(&t, data);
+    for (i = 0; i < ARRAY_SIZE(values); i++) {
+        qpci_config_writel(t.dev, PCI_BASE_ADDRESS_0, values[i]);
+        assert_pinned(&t);
+    }
+    /* Narrow writes too */
+    qpci_config_writew(t.dev, PCI_BASE_ADDRESS_0, 0xc101);
+    assert_pinned(&t);
+    qpci_config_writeb(t.dev, PCI_BASE_ADDRESS_0 + 1, 0x30);
+    assert_pinned(&t);
+    qpci_config_writew(t.dev, PCI_BASE_ADDRESS_0 + 2, 0xffff);
+    assert_pinned(&t);
+
+    /* Sizing: all-ones reads back the size mask, then the base returns */
+    qpci_config_writel(t.dev, PCI_BASE_ADDRESS_0, 0xffffffff);
+    g_assert_cmphex(qpci_config_readl(t.dev, PCI_BASE_ADDRESS_0), ==,
+                    (uint32_t)~(VTPM_PCI_BAR_SIZE - 1) |
+                    PCI_BASE_ADDRESS_SPACE_IO);
+    qpci_config_writel(t.dev, PCI_BASE_ADDRESS_0, 0xe001);
+    assert_pinned(&t);
+    vtpm_stop(&t);
+}
+
+static void test_pinned_command_io(const void *data)
+{
+    VTPMTest t;
+    QPCIBar pinned;
+    uint16_t cmd;
+
+    vtpm_start_pinned(&t, data);
+    pinned = qpci_legacy_iomap(t.dev, PINNED_PORT);
+    cmd = qpci_config_readw(t.dev, PCI_COMMAND);
+    qpci_config_writew(t.dev, PCI_COMMAND, cmd & ~PCI_COMMAND_IO);
+    g_assert_cmphex(reg_read(&t, pinned, A_VTPM_ID), ==, 0xffffffff);
+    qpci_config_writew(t.dev, PCI_COMMAND, cmd | PCI_COMMAND_IO);
+    assert_pinned(&t);
+    vtpm_stop(&t);
+}
+
+static void test_pinned_reset(const void *data)
+{
+    VTPMTest t;
+    QPCIBar pinned;
+
+    vtpm_start_pinned(&t, data);
+    pinned = qpci_legacy_iomap(t.dev, PINNED_PORT);
+    reg_write(&t, pinned, A_VTPM_SCRATCH, 0x5a5a);
+    qpci_config_writew(t.dev, PCI_COMMAND, 0);
+    qtest_system_reset(t.qts);
+    g_assert_true(qpci_config_readw(t.dev, PCI_COMMAND) & PCI_COMMAND_IO);
+    assert_pinned(&t);
+    g_assert_cmphex(reg_read(&t, pinned, A_VTPM_SCRATCH), ==, 0);
+    vtpm_stop(&t);
+}
+
+static void test_pinned_tpm(const void *data)
+{
+    VTPMTest t;
+    uint8_t random[16];
+
+    vtpm_start_pinned(&t, data);
+    /* The helpers find the card's port in BAR 0: the pinned one */
+    g_assert_cmphex(vtpm_pci_port(t.qts), ==, PINNED_PORT);
+    tpm_cmd_test_pcr_extend(t.qts, vtpm_pci_transfer);   /* starts it up */
+    tpm_cmd_get_random(t.qts, vtpm_pci_transfer, random, sizeof(random));
+    vtpm_stop(&t);
+}
+
+static void test_pinned_invalid(void)
+{
+    static const struct {
+        const char *args;
+        const char *message;
+    } cases[] = {
+        { "-device vtpm-pci,iobase=0x2010",
+          "iobase 0x2010 is not a multiple of the BAR size, 0x40" },
+        { "-device vtpm-pci,iobase=0x10000",
+          "iobase 0x10000 is outside the I/O space" },
+        { "-device vtpm-pci,iobase=0xffe0",
+          "iobase 0xffe0 is outside the I/O space" },
+        { "-device vtpm-pci,iobase=0x0",
+          "overlap the PC's DMA, PIC, PIT, keyboard, RTC and other system "
+          "ports (0x0000-0x00ff)" },
+        { "-device vtpm-pci,iobase=0x3c0",
+          "overlap the PC's VGA ports (0x03b0-0x03df)" },
+        { "-device vtpm-pci,iobase=0xcc0",
+          "overlap the PC's PCI configuration ports (0x0cf8-0x0cff)" },
+        { "-device vtpm-pci,iobase=0x500",
+          "ports from 0x0510 are used by 'fwcfg'" },
+        { "-device vtpm-pci,iobase=0x600",
+          "overlap the PC's ACPI power management (q35) ports" },
+        { "-device vtpm-pci,iobase=0x2000 -device vtpm-pci,iobase=0x2000",
+          "iobase 0x2000 is taken by another vtpm-pci" },
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *args = g_strdup_printf("-M q35 %s", cases[i].args);
+
+        tpm_cmd_assert_qemu_refuses(args, cases[i].message);
+    }
+}
+
 static void add_tpm_tests(void)
 {
     static const struct {
@@ -917,6 +1075,7 @@ static void add_tpm_tests(void)
         { "tpm/flags-2.0", test_flags_tpm2 },
         { "tpm/flags-1.2", test_flags_tpm12 },
         { "tpm/second-libtpms", test_second_libtpms },
+        { "pinned/invalid", test_pinned_invalid },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
         { "bad/overflow", test_bad_overflow },
@@ -960,6 +1119,11 @@ static void add_tests(const char *machine)
         { "config-read-only", test_config_read_only },
         { "identification", test_identification },
         { "scratch", test_scratch },
+        { "pinned/enumeration", test_pinned_enumeration },
+        { "pinned/config-writes", test_pinned_config_writes },
+        { "pinned/command-io", test_pinned_command_io },
+        { "pinned/reset", test_pinned_reset },
+        { "pinned/tpm", test_pinned_tpm },
     };
     size_t i;
 

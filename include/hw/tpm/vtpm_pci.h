@@ -23,6 +23,9 @@
 /* BAR 0: I/O space, the registers below */
 #define VTPM_PCI_BAR                0
 #define VTPM_PCI_BAR_SIZE           0x40
+/* iobase property: BAR 0 not pinned */
+#define VTPM_PCI_IOBASE_NONE        UINT32_MAX
+
 /* BAR 1: memory space, the MSI-X table and pending bits (one vector) */
 #define VTPM_PCI_MSIX_BAR           1
 
