@@ -48,6 +48,7 @@ struct VTPMPCIState {
     uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
     QLIST_ENTRY(VTPMPCIState) pinned;
     TPMBackend *tpmbe;
+    bool own_tpmbe;             /* created by the card, not -tpmdev */
     TPMBackendCmd cmd;
     uint32_t buffer_size;       /* largest command/response, <= buf size */
     uint8_t *buf;               /* the command, then its response */
@@ -760,7 +761,13 @@ static bool vtpm_pci_create_backend(VTPMPCIState *s, Error **errp)
     if (!s->tpmbe) {
         return false;
     }
-    return tpm_backend_init(s->tpmbe, TPM_IF(s), errp) == 0;
+    if (tpm_backend_init(s->tpmbe, TPM_IF(s), errp) < 0) {
+        tpm_backend_unregister(s->tpmbe);
+        s->tpmbe = NULL;
+        return false;
+    }
+    s->own_tpmbe = true;
+    return true;
 }
 
 static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
@@ -768,26 +775,25 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
     if (!vtpm_pci_pin(s, errp)) {
-        return;
+        goto fail;
     }
     pci_config_set_interrupt_pin(pci_dev->config, 1);
     if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
         vtpm_pci_unpin(s);
-        return;
+        goto fail;
     }
     msix_vector_use(pci_dev, 0);
 
-    s->query_bh = qemu_bh_new_guarded(vtpm_pci_query_next, s,
-                                      &DEVICE(s)->mem_reentrancy_guard);
-
-    /* Last, as an embedded backend stays registered once created */
+    /* An embedded backend is created last: it is all there is to undo */
     if (!s->tpmbe && !vtpm_pci_create_backend(s, errp)) {
-        qemu_bh_delete(s->query_bh);
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
         vtpm_pci_unpin(s);
         return;
     }
+
+    s->query_bh = qemu_bh_new_guarded(vtpm_pci_query_next, s,
+                                      &DEVICE(s)->mem_reentrancy_guard);
     s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
                          VTPM_PCI_BUFFER_MAX);
     s->buf = g_malloc0(VTPM_PCI_BUFFER_MAX);
@@ -796,6 +802,14 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
+    return;
+
+fail:
+    /* The tpmdev property attached its backend: free it for others */
+    if (s->tpmbe) {
+        tpm_backend_deinit(s->tpmbe);
+        s->tpmbe = NULL;
+    }
 }
 
 /* Wait until neither a guest command nor a flags query is in flight */
@@ -818,6 +832,13 @@ static void vtpm_pci_exit(PCIDevice *pci_dev)
     msix_uninit_exclusive_bar(pci_dev);
     vtpm_pci_unpin(s);
     g_free(s->buf);
+
+    /* Let the TPM go: a -tpmdev one to the next card, our own for good */
+    tpm_backend_deinit(s->tpmbe);
+    if (s->own_tpmbe) {
+        tpm_backend_unregister(s->tpmbe);
+    }
+    s->tpmbe = NULL;
 }
 
 static void vtpm_pci_reset_hold(Object *obj, ResetType type)
@@ -950,8 +971,6 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
 
     dc->desc = "PCI TPM card with an I/O port interface";
     dc->vmsd = &vmstate_vtpm_pci;
-    /* A TPM backend, once attached, cannot be released yet */
-    dc->hotpluggable = false;
     device_class_set_props(dc, vtpm_pci_properties);
     rc->phases.hold = vtpm_pci_reset_hold;
     rc->phases.exit = vtpm_pci_reset_exit;

@@ -271,6 +271,15 @@ void tpm_cmd_assert_query_tpm(QTestState *s, const char *id,
     qobject_unref(rsp);
 }
 
+/* query-tpm must list no TPM */
+void tpm_cmd_assert_query_tpm_none(QTestState *s)
+{
+    QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-tpm' }");
+
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(rsp, "return")), ==, 0);
+    qobject_unref(rsp);
+}
+
 /*
  * Run QEMU with @args, which it must refuse: check that it exits with
  * an error, and prints @message.

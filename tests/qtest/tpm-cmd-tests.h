@@ -38,6 +38,7 @@ void tpm_cmd_test_tpm12(QTestState *s, tx_func *tx);
 void tpm_cmd_assert_query_tpm(QTestState *s, const char *id,
                               const char *model, const char *type,
                               const char *version);
+void tpm_cmd_assert_query_tpm_none(QTestState *s);
 void tpm_cmd_assert_qemu_refuses(const char *args, const char *message);
 
 /* TPM2_CreatePrimary of an RSA-2048 storage key: a command that is slow */

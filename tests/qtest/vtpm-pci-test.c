@@ -11,6 +11,7 @@
 #include "libqtest.h"
 #include "libqos/pci-pc.h"
 #include "qemu/bswap.h"
+#include "qobject/qdict.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "tpm-cmd-tests.h"
@@ -1017,6 +1018,69 @@ static void test_pinned_tpm(const void *data)
     vtpm_stop(&t);
 }
 
+/* The card at the pinned port runs TPM commands: the TPM is started */
+static void assert_pinned_tpm_works(QTestState *s)
+{
+    uint8_t random[8];
+
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==,
+                    VTPM_PCI_ID_MAGIC);
+    tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
+}
+
+/*
+ * Hot-unplug and replug (pc: ACPI hotplug on the root bus).  The pinned
+ * base comes back with the new card, whose own TPM is a new one; a
+ * -tpmdev backend passes from the old card to the new.
+ */
+static void test_pinned_replug(void)
+{
+    QTestState *s = qtest_initf("-M pc -tpmdev libtpms,id=t "
+                                "-device vtpm-pci,id=a,addr=%d.0,iobase=0x%x,"
+                                "tpmdev=t", VTPM_SLOT, PINNED_PORT);
+    QDict *rsp;
+
+    tpm_util_startup(s, vtpm_pci_transfer);
+    assert_pinned_tpm_works(s);
+    qpci_unplug_acpi_device_test(s, "a", VTPM_SLOT);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==, 0xffffffff);
+    /* query-tpm lists TPMs that a device uses: none now */
+    tpm_cmd_assert_query_tpm_none(s);
+
+    /* A refused card leaves the backend free */
+    rsp = qtest_qmp(s, "{ 'execute': 'device_add', 'arguments': {"
+                    " 'driver': 'vtpm-pci', 'id': 'b', 'addr': %d,"
+                    " 'iobase': 960, 'tpmdev': 't' } }",
+                    QPCI_DEVFN(VTPM_SLOT, 0));
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"), "VGA ports"));
+    qobject_unref(rsp);
+
+    /* The backend serves the next card; its TPM was reset with the bus */
+    qtest_qmp_device_add(s, "vtpm-pci", "c", "{'addr': %d, 'iobase': %d, "
+                         "'tpmdev': 't'}", QPCI_DEVFN(VTPM_SLOT, 0),
+                         PINNED_PORT);
+    tpm_cmd_assert_query_tpm(s, "t", "vtpm-pci", "libtpms", "2.0");
+    tpm_util_startup(s, vtpm_pci_transfer);
+    assert_pinned_tpm_works(s);
+
+    /* A card with its own TPM, replugged, has a TPM of its own again */
+    qpci_unplug_acpi_device_test(s, "c", VTPM_SLOT);
+    qtest_quit(s);
+
+    s = qtest_initf("-M pc -device vtpm-pci,id=a,addr=%d.0,iobase=0x%x",
+                    VTPM_SLOT, PINNED_PORT);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    qpci_unplug_acpi_device_test(s, "a", VTPM_SLOT);
+    tpm_cmd_assert_query_tpm_none(s);
+    qtest_qmp_device_add(s, "vtpm-pci", "b", "{'addr': %d, 'iobase': %d}",
+                         QPCI_DEVFN(VTPM_SLOT, 0), PINNED_PORT);
+    tpm_cmd_test_pcr_read_before_startup(s, vtpm_pci_transfer);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    assert_pinned_tpm_works(s);
+    qtest_quit(s);
+}
+
 static void test_pinned_invalid(void)
 {
     static const struct {
@@ -1076,6 +1140,7 @@ static void add_tpm_tests(void)
         { "tpm/flags-1.2", test_flags_tpm12 },
         { "tpm/second-libtpms", test_second_libtpms },
         { "pinned/invalid", test_pinned_invalid },
+        { "pinned/replug", test_pinned_replug },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
         { "bad/overflow", test_bad_overflow },
