@@ -6,8 +6,10 @@
  * libtpms is the TPM implementation that swtpm is built on.  This
  * backend links it into QEMU, so that a TPM needs no external process.
  * Commands run in the TPM backend's thread pool worker, never in a vCPU
- * thread or under the BQL.  The TPM's non-volatile state is kept in
- * memory for now, and is lost when QEMU exits.
+ * thread or under the BQL.  The TPM's non-volatile state lives in a file
+ * (path=), written atomically and locked (tpm_nvfile.c), or in memory
+ * only.  The permanent and volatile state travel in the migration stream
+ * and in snapshots.
  *
  * libtpms keeps the TPM's state in global variables and calls back
  * into us through functions that take no context pointer, so there
@@ -18,6 +20,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/atomic.h"
+#include "qemu/units.h"
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
 #include "qemu/module.h"
@@ -26,11 +29,13 @@
 #include "qapi/qapi-types-tpm.h"
 #include "block/aio-wait.h"
 #include "block/thread-pool.h"
-#include "migration/blocker.h"
+#include "migration/vmstate.h"
+#include "system/runstate.h"
 #include "system/tpm_backend.h"
 #include "system/tpm_libtpms.h"
 #include "system/tpm_util.h"
 #include "tpm_int.h"
+#include "tpm_nvfile.h"
 #include "trace.h"
 
 /*
@@ -54,23 +59,37 @@
 
 #define TPM2_RC_COMMAND_SIZE    0x142
 
-OBJECT_DECLARE_SIMPLE_TYPE(TPMLibtpms, TPM_LIBTPMS)
+/* Bounds a migration stream's TPM state blobs */
+#define TPM_LIBTPMS_STATE_MAX   (1 * MiB)
 
-/*
- * The TPM's non-volatile state: a few named blobs ("permall",
- * "volatilestate", "savestate") that libtpms loads, stores and deletes
- * whole.
- */
-typedef struct TPMLibtpmsNV {
-    GHashTable *blobs;          /* name -> GBytes */
-} TPMLibtpmsNV;
+OBJECT_DECLARE_SIMPLE_TYPE(TPMLibtpms, TPM_LIBTPMS)
 
 struct TPMLibtpms {
     TPMBackend parent;
 
     TPMVersion version;
     uint32_t buffer_size;
-    Error *migration_blocker;
+    char *path;                 /* the state file, or NULL */
+    VMChangeStateEntry *vmse;
+
+    /*
+     * An incoming migration: libtpms and the state file are left alone
+     * until the state has arrived (post_load).
+     */
+    bool incoming;
+    size_t incoming_buffer_size;
+
+    /* The state in the migration stream, while it is saved or loaded */
+    struct {
+        uint32_t family;        /* 1: TPM 1.2, 2: TPM 2.0 */
+        bool running;
+        bool needs_shutdown;
+        uint32_t permanent_size;
+        uint8_t *permanent;
+        uint32_t volatile_size;
+        uint8_t *volatile_state;
+    } mig;
+    bool relock;                /* gave up the file lock for a migration */
 
     /*
      * Serialises the calls into libtpms (and its calls back into us),
@@ -83,7 +102,7 @@ struct TPMLibtpms {
     uint8_t locty;              /* of the command being processed */
     unsigned char *rsp;         /* libtpms' response buffer */
     uint32_t rsp_size;
-    TPMLibtpmsNV nv;
+    TPMNVFile *nv;
 
     /* Read without the lock */
     bool processing;            /* a command is in TPMLIB_Process */
@@ -99,38 +118,9 @@ static const char *tpm_libtpms_version_str(TPMVersion version)
     return version == TPM_VERSION_1_2 ? "1.2" : "2.0";
 }
 
-/* The non-volatile state store */
-
-static void tpm_libtpms_nv_init(TPMLibtpmsNV *nv)
+static uint32_t tpm_libtpms_family(TPMVersion version)
 {
-    nv->blobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                      (GDestroyNotify)g_bytes_unref);
-}
-
-static void tpm_libtpms_nv_cleanup(TPMLibtpmsNV *nv)
-{
-    g_clear_pointer(&nv->blobs, g_hash_table_destroy);
-}
-
-/* Returns a new reference to the blob @name, or NULL if there is none */
-static GBytes *tpm_libtpms_nv_load(TPMLibtpmsNV *nv, const char *name)
-{
-    GBytes *blob = g_hash_table_lookup(nv->blobs, name);
-
-    return blob ? g_bytes_ref(blob) : NULL;
-}
-
-static bool tpm_libtpms_nv_store(TPMLibtpmsNV *nv, const char *name,
-                                 const void *data, size_t len)
-{
-    g_hash_table_insert(nv->blobs, g_strdup(name), g_bytes_new(data, len));
-    return true;
-}
-
-/* Returns whether there was a blob @name */
-static bool tpm_libtpms_nv_delete(TPMLibtpmsNV *nv, const char *name)
-{
-    return g_hash_table_remove(nv->blobs, name);
+    return version == TPM_VERSION_1_2 ? 1 : 2;
 }
 
 /*
@@ -149,7 +139,7 @@ static TPM_RESULT tpm_libtpms_cb_nvram_loaddata(unsigned char **data,
                                                 uint32_t tpm_number,
                                                 const char *name)
 {
-    g_autoptr(GBytes) blob = tpm_libtpms_nv_load(&tpm_libtpms->nv, name);
+    g_autoptr(GBytes) blob = tpm_nvfile_get(tpm_libtpms->nv, name);
     const void *src;
     size_t len;
     TPM_RESULT res;
@@ -173,7 +163,12 @@ static TPM_RESULT tpm_libtpms_cb_nvram_storedata(const unsigned char *data,
                                                  uint32_t tpm_number,
                                                  const char *name)
 {
-    if (!tpm_libtpms_nv_store(&tpm_libtpms->nv, name, data, length)) {
+    g_autoptr(GBytes) blob = g_bytes_new(data, length);
+    Error *err = NULL;
+
+    if (!tpm_nvfile_set(tpm_libtpms->nv, name, blob, &err)) {
+        /* The guest gets a TPM failure; the old state stays on disk */
+        error_report_err(err);
         return TPM_FAIL;
     }
     return TPMLIB_SUCCESS;
@@ -183,7 +178,14 @@ static TPM_RESULT tpm_libtpms_cb_nvram_deletename(uint32_t tpm_number,
                                                   const char *name,
                                                   TPM_BOOL must_exist)
 {
-    if (!tpm_libtpms_nv_delete(&tpm_libtpms->nv, name) && must_exist) {
+    g_autoptr(GBytes) blob = tpm_nvfile_get(tpm_libtpms->nv, name);
+    Error *err = NULL;
+
+    if (!blob) {
+        return must_exist ? TPM_FAIL : TPMLIB_SUCCESS;
+    }
+    if (!tpm_nvfile_set(tpm_libtpms->nv, name, NULL, &err)) {
+        error_report_err(err);
         return TPM_FAIL;
     }
     return TPMLIB_SUCCESS;
@@ -425,6 +427,12 @@ static int tpm_libtpms_startup_tpm(TPMBackend *tb, size_t buffer_size)
 {
     TPMLibtpms *s = TPM_LIBTPMS(tb);
 
+    if (s->incoming) {
+        /* post_load starts the TPM with the state that arrives */
+        s->incoming_buffer_size = buffer_size;
+        return 0;
+    }
+
     /* Start from a fresh TPM even if the frontend did not reset us */
     tpm_libtpms_stop(s);
 
@@ -546,7 +554,206 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
 
 /* Creation */
 
-static TPMBackend *tpm_libtpms_new(TPMVersion version, Error **errp)
+/* Migration and snapshots */
+
+static int tpm_libtpms_pre_save(void *opaque)
+{
+    TPMLibtpms *s = opaque;
+    unsigned char *buf = NULL;
+    uint32_t len = 0;
+    TPM_RESULT res = TPMLIB_SUCCESS;
+
+    /* A command in flight finishes here, and its response migrates */
+    tpm_backend_finish_sync(TPM_BACKEND(s));
+
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        s->mig.family = tpm_libtpms_family(s->version);
+        s->mig.running = s->running;
+        s->mig.needs_shutdown = s->needs_shutdown;
+        if (!s->running) {
+            break;
+        }
+        res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &buf, &len);
+        if (res == TPMLIB_SUCCESS) {
+            s->mig.permanent = g_memdup2(buf, len);
+            s->mig.permanent_size = len;
+            TPM_Free(buf);
+            res = TPMLIB_GetState(TPMLIB_STATE_VOLATILE, &buf, &len);
+        }
+        if (res == TPMLIB_SUCCESS) {
+            s->mig.volatile_state = g_memdup2(buf, len);
+            s->mig.volatile_size = len;
+            TPM_Free(buf);
+        }
+    }
+    if (res != TPMLIB_SUCCESS) {
+        error_report("tpm-libtpms: cannot get the TPM's state: 0x%x", res);
+        return -EIO;
+    }
+
+    /* Whoever loads this state takes the file over */
+    if (s->nv) {
+        tpm_nvfile_unlock(s->nv);
+        s->relock = true;
+    }
+    trace_tpm_libtpms_save(s->mig.permanent_size, s->mig.volatile_size);
+    return 0;
+}
+
+static int tpm_libtpms_post_save(void *opaque)
+{
+    TPMLibtpms *s = opaque;
+
+    g_clear_pointer(&s->mig.permanent, g_free);
+    g_clear_pointer(&s->mig.volatile_state, g_free);
+    s->mig.permanent_size = s->mig.volatile_size = 0;
+    return 0;
+}
+
+/* The source carries on after a failed migration, or after savevm */
+static void tpm_libtpms_vm_state_change(void *opaque, bool running,
+                                        RunState state)
+{
+    TPMLibtpms *s = opaque;
+    Error *err = NULL;
+
+    if (!running || !s->relock) {
+        return;
+    }
+    s->relock = false;
+    if (!tpm_nvfile_relock(s->nv, &err)) {
+        error_report_err(err);
+    }
+}
+
+static bool tpm_libtpms_state_fits(void *opaque, int version_id)
+{
+    TPMLibtpms *s = opaque;
+
+    /* libtpms' state is a few KiB; refuse anything absurd */
+    return s->mig.permanent_size <= TPM_LIBTPMS_STATE_MAX &&
+           s->mig.volatile_size <= TPM_LIBTPMS_STATE_MAX;
+}
+
+/* Make the state file hold the TPM's permanent state, and nothing older */
+static bool tpm_libtpms_persist(TPMLibtpms *s, Error **errp)
+{
+    g_autoptr(GBytes) permanent = NULL;
+    unsigned char *buf = NULL;
+    uint32_t len = 0;
+    TPM_RESULT res;
+
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &buf, &len);
+    }
+    if (res != TPMLIB_SUCCESS) {
+        error_setg(errp, "cannot get the TPM's permanent state: 0x%x", res);
+        return false;
+    }
+    permanent = g_bytes_new(buf, len);
+    TPM_Free(buf);
+    return tpm_nvfile_set(s->nv, "savestate", NULL, errp) &&
+           tpm_nvfile_set(s->nv, "volatilestate", NULL, errp) &&
+           tpm_nvfile_set(s->nv, "permall", permanent, errp);
+}
+
+static int tpm_libtpms_post_load(void *opaque, int version_id)
+{
+    TPMLibtpms *s = opaque;
+    Error *err = NULL;
+    TPM_RESULT res = TPMLIB_SUCCESS;
+    bool incoming = s->incoming;
+    size_t buffer_size = incoming ? s->incoming_buffer_size : 0;
+    int ret = -EINVAL;
+
+    if (s->mig.family != tpm_libtpms_family(s->version)) {
+        error_report("tpm-libtpms: the incoming state is of a TPM %s, this "
+                     "one is a TPM %s", s->mig.family == 1 ? "1.2" : "2.0",
+                     tpm_libtpms_version_str(s->version));
+        goto out;
+    }
+
+    /* loadvm: the running TPM's state is discarded, not shut down */
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        s->needs_shutdown = false;
+    }
+    tpm_libtpms_stop(s);
+
+    if (incoming) {
+        /* Until the state is accepted, the file is left alone */
+        s->nv = tpm_nvfile_open(NULL, s->mig.family, false, &error_abort);
+    }
+    if (s->mig.running) {
+        WITH_QEMU_LOCK_GUARD(&s->lock) {
+            res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, s->mig.permanent,
+                                  s->mig.permanent_size);
+            if (res == TPMLIB_SUCCESS) {
+                res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE,
+                                      s->mig.volatile_state,
+                                      s->mig.volatile_size);
+            }
+            if (res == TPMLIB_SUCCESS &&
+                tpm_libtpms_start_locked(s, buffer_size) < 0) {
+                res = TPM_FAIL;
+            }
+            s->needs_shutdown = s->mig.needs_shutdown;
+        }
+        if (res != TPMLIB_SUCCESS) {
+            error_report("tpm-libtpms: libtpms refused the incoming TPM "
+                         "state: 0x%x", res);
+            goto out;
+        }
+    }
+
+    if (incoming && s->path) {
+        TPMNVFile *mem = s->nv;
+
+        s->nv = tpm_nvfile_open(s->path, s->mig.family, true, &err);
+        if (!s->nv) {
+            s->nv = mem;
+            error_report_err(err);
+            goto out;
+        }
+        tpm_nvfile_close(mem);
+    }
+    if (s->mig.running && !tpm_libtpms_persist(s, &err)) {
+        error_report_err(err);
+        goto out;
+    }
+    s->incoming = false;
+    trace_tpm_libtpms_load(s->mig.permanent_size, s->mig.volatile_size);
+    ret = 0;
+out:
+    tpm_libtpms_post_save(s);
+    return ret;
+}
+
+static const VMStateDescription vmstate_tpm_libtpms = {
+    .name = "tpm-libtpms",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = tpm_libtpms_pre_save,
+    .post_save = tpm_libtpms_post_save,
+    .post_load = tpm_libtpms_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(mig.family, TPMLibtpms),
+        VMSTATE_BOOL(mig.running, TPMLibtpms),
+        VMSTATE_BOOL(mig.needs_shutdown, TPMLibtpms),
+        VMSTATE_UINT32(mig.permanent_size, TPMLibtpms),
+        VMSTATE_UINT32(mig.volatile_size, TPMLibtpms),
+        VMSTATE_VALIDATE("state sizes", tpm_libtpms_state_fits),
+        VMSTATE_VBUFFER_ALLOC_UINT32(mig.permanent, TPMLibtpms, 1, NULL,
+                                     mig.permanent_size),
+        VMSTATE_VBUFFER_ALLOC_UINT32(mig.volatile_state, TPMLibtpms, 1, NULL,
+                                     mig.volatile_size),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+/* Creation */
+
+static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
+                                   Error **errp)
 {
     TPMLibtpms *s;
     uint32_t min_size, max_size;
@@ -570,15 +777,22 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, Error **errp)
 
     s = TPM_LIBTPMS(object_new(TYPE_TPM_LIBTPMS));
     s->version = version;
-
-    /* The TPM's state is not part of the migration stream yet */
-    error_setg(&s->migration_blocker,
-               "the libtpms TPM backend does not support migration");
-    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        object_unref(OBJECT(s));
-        return NULL;
+    s->path = g_strdup(path);
+    if (runstate_check(RUN_STATE_INMIGRATE)) {
+        /* The state is on its way: do not touch the file before it is */
+        s->incoming = true;
+    } else {
+        s->nv = tpm_nvfile_open(path, tpm_libtpms_family(version), false,
+                                errp);
+        if (!s->nv) {
+            object_unref(OBJECT(s));
+            return NULL;
+        }
     }
     s->buffer_size = TPMLIB_SetBufferSize(0, &min_size, &max_size);
+    vmstate_register_any(NULL, &vmstate_tpm_libtpms, s);
+    s->vmse = qemu_add_vm_change_state_handler(tpm_libtpms_vm_state_change,
+                                               s);
     tpm_libtpms = s;
 
     return TPM_BACKEND(s);
@@ -587,7 +801,7 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, Error **errp)
 TPMBackend *tpm_libtpms_create(const char *id, TPMVersion version,
                                Error **errp)
 {
-    TPMBackend *tb = tpm_libtpms_new(version, errp);
+    TPMBackend *tb = tpm_libtpms_new(version, NULL, errp);
 
     if (tb && !tpm_backend_register(tb, id, errp)) {
         object_unref(OBJECT(tb));
@@ -613,7 +827,7 @@ static TPMBackend *tpm_libtpms_create_from_opts(QemuOpts *opts)
         return NULL;
     }
 
-    tb = tpm_libtpms_new(version, &err);
+    tb = tpm_libtpms_new(version, qemu_opt_get(opts, "path"), &err);
     if (!tb) {
         error_report_err(err);
     }
@@ -626,7 +840,6 @@ static void tpm_libtpms_inst_init(Object *obj)
 
     s->version = TPM_VERSION_2_0;
     qemu_mutex_init(&s->lock);
-    tpm_libtpms_nv_init(&s->nv);
 }
 
 static void tpm_libtpms_inst_finalize(Object *obj)
@@ -634,11 +847,14 @@ static void tpm_libtpms_inst_finalize(Object *obj)
     TPMLibtpms *s = TPM_LIBTPMS(obj);
 
     tpm_libtpms_stop(s);
-    migrate_del_blocker(&s->migration_blocker);
     if (tpm_libtpms == s) {
         tpm_libtpms = NULL;
+        vmstate_unregister(NULL, &vmstate_tpm_libtpms, s);
+        qemu_del_vm_change_state_handler(s->vmse);
     }
-    tpm_libtpms_nv_cleanup(&s->nv);
+    tpm_nvfile_close(s->nv);
+    tpm_libtpms_post_save(s);
+    g_free(s->path);
     qemu_mutex_destroy(&s->lock);
 }
 
@@ -648,6 +864,11 @@ static const QemuOptDesc tpm_libtpms_cmdline_opts[] = {
         .name = "version",
         .type = QEMU_OPT_STRING,
         .help = "TPM version to emulate: 2.0 (default) or 1.2",
+    },
+    {
+        .name = "path",
+        .type = QEMU_OPT_STRING,
+        .help = "file that keeps the TPM's state (default: in memory)",
     },
     { /* end of list */ },
 };

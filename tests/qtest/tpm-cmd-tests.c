@@ -106,8 +106,7 @@ void tpm_cmd_test_get_random(QTestState *s, tx_func *tx)
 }
 
 /* TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, @property): its value */
-static uint32_t tpm_cmd_get_property(QTestState *s, tx_func *tx,
-                                     uint32_t property)
+uint32_t tpm_cmd_get_property(QTestState *s, tx_func *tx, uint32_t property)
 {
     uint8_t req[] = {
         0x80, 0x01, 0x00, 0x00, 0x00, 0x16, 0x00, 0x00, 0x01, 0x7a,

@@ -30,6 +30,7 @@ void tpm_cmd_test_pcr_read_before_startup(QTestState *s, tx_func *tx);
 void tpm_cmd_get_random(QTestState *s, tx_func *tx, uint8_t *buf,
                         uint16_t len);
 void tpm_cmd_test_get_random(QTestState *s, tx_func *tx);
+uint32_t tpm_cmd_get_property(QTestState *s, tx_func *tx, uint32_t property);
 void tpm_cmd_test_get_capability(QTestState *s, tx_func *tx);
 void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx);
 void tpm_cmd_test_reset(QTestState *s, tx_func *tx);

@@ -1,0 +1,57 @@
+/*
+ * A TPM's non-volatile state in one file, written atomically
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef TPM_NVFILE_H
+#define TPM_NVFILE_H
+
+/*
+ * The state is a set of named blobs (libtpms calls them "permall",
+ * "savestate", ...).  TPMNVFile keeps them in memory and, when it has a
+ * path, in a file that is rewritten whole on every change: to a
+ * temporary file in the same directory, synced, renamed over the old
+ * one, and the directory synced.  A crash at any moment leaves the old
+ * file or the new one.  The file starts with a header that names its
+ * format and carries a SHA-256 checksum of the blobs, so that a damaged
+ * file is refused rather than loaded.  A lock on "<path>.lock" keeps a
+ * second QEMU away from the same state.
+ */
+typedef struct TPMNVFile TPMNVFile;
+
+/*
+ * Open the state at @path (NULL: in memory only) for a TPM of family
+ * @tpm_family (1 for TPM 1.2, 2 for TPM 2.0), and lock it.  A missing
+ * file is an empty state: a new TPM.  A file that exists but is not a
+ * valid state of that family is refused, and left as it is.  With
+ * @replace, the file's contents are not read: the caller is about to
+ * replace them (with a state that arrived by migration).
+ */
+TPMNVFile *tpm_nvfile_open(const char *path, uint32_t tpm_family,
+                           bool replace, Error **errp);
+void tpm_nvfile_close(TPMNVFile *f);
+
+/*
+ * Let go of the lock while another QEMU takes over the state (outgoing
+ * migration), and take it back if this one carries on.
+ */
+void tpm_nvfile_unlock(TPMNVFile *f);
+bool tpm_nvfile_relock(TPMNVFile *f, Error **errp);
+
+/* Whether the state held no blob when opened: a new TPM */
+bool tpm_nvfile_is_new(TPMNVFile *f);
+
+/* A new reference to the blob @name, or NULL */
+GBytes *tpm_nvfile_get(TPMNVFile *f, const char *name);
+
+/*
+ * Set (@blob non-NULL) or delete the blob @name, and write the file.  On
+ * failure the state, in memory and on disk, is as it was.
+ */
+bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
+                    Error **errp);
+
+#endif /* TPM_NVFILE_H */

@@ -1,0 +1,968 @@
+/*
+ * QTest testcase for the libtpms backend's state: the state file,
+ * restarts, crashes, locking, migration and the reset lifecycle
+ *
+ * The TPM is driven through vtpm-pci's ports with TPM 2.0 commands, and
+ * checked against what the TPM 2.0 Library specification says.
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <glib/gstdio.h>
+#include "libqtest.h"
+#include "qemu/bswap.h"
+#include "qobject/qdict.h"
+#include "hw/tpm/vtpm_pci.h"
+#include "qemu/cutils.h"
+#include "tpm-cmd-tests.h"
+#include "vtpm-pci-util.h"
+
+#define TPM2_ST_SESSIONS        0x8002
+#define TPM2_RH_OWNER           0x40000001
+#define TPM2_RH_NULL            0x40000007
+#define TPM2_RH_ENDORSEMENT     0x4000000b
+#define TPM2_RS_PW              0x40000009
+#define TPM2_SU_CLEAR           0x0000
+#define TPM2_SU_STATE           0x0001
+#define TPM2_PT_LOCKOUT_COUNTER 0x20e
+#define TPM2_ALG_SHA256         0x000b
+#define TPM2_RC_RETRY           0x922
+
+#define NV_DATA_INDEX           0x01500010
+#define NV_COUNTER_INDEX        0x01500020
+
+static char *tmp_dir;
+
+/* A TPM 2.0 command under construction */
+typedef struct {
+    uint8_t b[1024];
+    size_t len;
+} Cmd;
+
+static void put16(Cmd *c, uint16_t v)
+{
+    stw_be_p(c->b + c->len, v);
+    c->len += 2;
+}
+
+static void put32(Cmd *c, uint32_t v)
+{
+    stl_be_p(c->b + c->len, v);
+    c->len += 4;
+}
+
+static void put_bytes(Cmd *c, const void *data, size_t len)
+{
+    memcpy(c->b + c->len, data, len);
+    c->len += len;
+}
+
+/* A TPM2B: size, then the bytes */
+static void put_tpm2b(Cmd *c, const void *data, uint16_t len)
+{
+    put16(c, len);
+    put_bytes(c, data, len);
+}
+
+static void cmd_begin(Cmd *c, uint16_t tag, uint32_t code)
+{
+    c->len = 0;
+    put16(c, tag);
+    put32(c, 0);                /* size, set by cmd_send() */
+    put32(c, code);
+}
+
+/* The authorization area: one password session with an empty password */
+static void put_pw_session(Cmd *c)
+{
+    put32(c, 9);
+    put32(c, TPM2_RS_PW);
+    put16(c, 0);                /* nonce */
+    c->b[c->len++] = 0;         /* attributes */
+    put16(c, 0);                /* hmac */
+}
+
+/*
+ * Send the command; returns the TPM's response code.  TPM_RC_RETRY asks
+ * for the command again, as a TSS does: the TPM returns it, for one, the
+ * first time a DA-protected object is used after an orderly start.
+ */
+static uint32_t cmd_send(QTestState *s, Cmd *c, uint8_t *rsp, size_t size)
+{
+    int tries = 0;
+
+    stl_be_p(c->b + 2, c->len);
+    do {
+        memset(rsp, 0, size);
+        vtpm_pci_transfer(s, c->b, c->len, rsp, size);
+        g_assert_cmpuint(ldl_be_p(rsp + 2), <=, size);
+    } while (ldl_be_p(rsp + 6) == TPM2_RC_RETRY && ++tries < 3);
+    return ldl_be_p(rsp + 6);
+}
+
+static void cmd_ok(QTestState *s, Cmd *c, uint8_t *rsp, size_t size)
+{
+    g_assert_cmphex(cmd_send(s, c, rsp, size), ==, TPM2_RC_SUCCESS);
+}
+
+static uint32_t tpm_startup(QTestState *s, uint16_t type)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x144);
+    put16(&c, type);
+    return cmd_send(s, &c, rsp, sizeof(rsp));
+}
+
+/*
+ * TPM2_NV_DefineSpace of an index that its own (empty) auth reads and
+ * writes, exempt from dictionary-attack protection
+ */
+static void nv_define(QTestState *s, uint32_t index, uint32_t type,
+                      uint16_t size)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x12a);
+    put32(&c, TPM2_RH_OWNER);
+    put_pw_session(&c);
+    put16(&c, 0);                       /* auth */
+    put16(&c, 14);                      /* TPM2B_NV_PUBLIC */
+    put32(&c, index);
+    put16(&c, TPM2_ALG_SHA256);
+    /* AUTHREAD | AUTHWRITE | type | NO_DA: crashes must not lock it out */
+    put32(&c, 0x02040004 | type << 4);
+    put16(&c, 0);                       /* authPolicy */
+    put16(&c, size);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+}
+
+static void nv_write(QTestState *s, uint32_t index, const char *data)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x137);
+    put32(&c, index);
+    put32(&c, index);
+    put_pw_session(&c);
+    put_tpm2b(&c, data, strlen(data));
+    put16(&c, 0);                       /* offset */
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+}
+
+/* TPM2_NV_Read of @size bytes into @data */
+static void nv_read(QTestState *s, uint32_t index, uint8_t *data,
+                    uint16_t size)
+{
+    uint8_t rsp[128];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x14e);
+    put32(&c, index);
+    put32(&c, index);
+    put_pw_session(&c);
+    put16(&c, size);
+    put16(&c, 0);                       /* offset */
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+    /* parameterSize, then TPM2B_MAX_NV_BUFFER */
+    g_assert_cmpuint(lduw_be_p(rsp + 14), ==, size);
+    memcpy(data, rsp + 16, size);
+}
+
+static void nv_increment_start(QTestState *s, uint16_t port,
+                               uint32_t index)
+{
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x134);
+    put32(&c, index);
+    put32(&c, index);
+    put_pw_session(&c);
+    stl_be_p(c.b + 2, c.len);
+    vtpm_pci_write_command(s, port, c.b, c.len);
+    qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+}
+
+static void nv_increment(QTestState *s, uint32_t index)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x134);
+    put32(&c, index);
+    put32(&c, index);
+    put_pw_session(&c);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+}
+
+static uint64_t nv_counter(QTestState *s)
+{
+    uint8_t value[8];
+
+    nv_read(s, NV_COUNTER_INDEX, value, sizeof(value));
+    return ldq_be_p(value);
+}
+
+/* Read the response of a command started by hand; returns its code */
+static uint32_t finish(QTestState *s, uint16_t port)
+{
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+
+    vtpm_pci_wait_done(s, port);
+    vtpm_pci_read_response(s, port, rsp, sizeof(rsp));
+    return ldl_be_p(rsp + 6);
+}
+
+static void pcr_extend(QTestState *s, const uint8_t *digest)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x182);
+    put32(&c, 10);
+    put_pw_session(&c);
+    put32(&c, 1);
+    put16(&c, TPM2_ALG_SHA256);
+    put_bytes(&c, digest, 32);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+}
+
+static void pcr_read(QTestState *s, uint8_t *digest)
+{
+    static const uint8_t select[] = { 0x03, 0x00, 0x04, 0x00 };
+    uint8_t rsp[128];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x17e);
+    put32(&c, 1);
+    put16(&c, TPM2_ALG_SHA256);
+    put_bytes(&c, select, sizeof(select));
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+    /* pcrUpdateCounter, TPML_PCR_SELECTION, then one TPM2B_DIGEST */
+    g_assert_cmpuint(lduw_be_p(rsp + 28), ==, 32);
+    memcpy(digest, rsp + 30, 32);
+}
+
+/* PCR 10 after one extend of @data from zeros: SHA-256(zeros || data) */
+static void pcr_expected(const uint8_t *data, uint8_t *digest)
+{
+    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+    uint8_t zeros[32] = { 0 };
+    gsize len = 32;
+
+    g_checksum_update(sha256, zeros, sizeof(zeros));
+    g_checksum_update(sha256, data, 32);
+    g_checksum_get_digest(sha256, digest, &len);
+}
+
+/*
+ * TPM2_CreatePrimary of the endorsement key with the default RSA-2048
+ * template of the TCG EK Credential Profile; returns its TPM2B_PUBLIC.
+ */
+static GBytes *create_ek(QTestState *s)
+{
+    static const uint8_t policy[32] = {
+        0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,
+        0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+        0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64,
+        0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+    };
+    static const uint8_t zeros[256];
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+    size_t pub_start, pub_len;
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x131);
+    put32(&c, TPM2_RH_ENDORSEMENT);
+    put_pw_session(&c);
+    put16(&c, 4);                       /* inSensitive */
+    put16(&c, 0);
+    put16(&c, 0);
+    put16(&c, 2 + 2 + 4 + 2 + 32 + 6 + 2 + 2 + 4 + 2 + 256);
+    put16(&c, 0x0001);                  /* TPM_ALG_RSA */
+    put16(&c, TPM2_ALG_SHA256);
+    put32(&c, 0x000300b2);
+    put_tpm2b(&c, policy, sizeof(policy));
+    put16(&c, 0x0006);                  /* AES-128-CFB */
+    put16(&c, 128);
+    put16(&c, 0x0043);
+    put16(&c, 0x0010);                  /* no scheme */
+    put16(&c, 2048);
+    put32(&c, 0);                       /* exponent */
+    put_tpm2b(&c, zeros, sizeof(zeros));
+    put16(&c, 0);                       /* outsideInfo */
+    put32(&c, 0);                       /* creationPCR */
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+
+    /* objectHandle, parameterSize, then outPublic */
+    pub_start = TPM_RSP_HDR_SIZE + 8;
+    pub_len = 2 + lduw_be_p(rsp + pub_start);
+    return g_bytes_new(rsp + pub_start, pub_len);
+}
+
+static char *state_path(const char *name)
+{
+    return g_build_filename(tmp_dir, name, NULL);
+}
+
+static QTestState *start_on(const char *path, const char *extra)
+{
+    return qtest_initf("-M q35 -tpmdev libtpms,id=t,path=%s "
+                       "-device vtpm-pci,tpmdev=t %s", path, extra);
+}
+
+static char *file_digest(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    return g_compute_checksum_for_data(G_CHECKSUM_SHA256, (guchar *)data,
+                                       len);
+}
+
+static void test_restart(void)
+{
+    g_autofree char *path = state_path("restart");
+    g_autoptr(GBytes) ek = NULL, ek2 = NULL;
+    uint8_t data[32] = "measured", pcr[32], expected[32];
+    uint8_t nv[8];
+    QTestState *s;
+
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "persist!");
+    pcr_extend(s, data);
+    ek = create_ek(s);
+    /* QEMU quits without the guest shutting the TPM down */
+    qtest_quit(s);
+    g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+
+    s = start_on(path, "");
+    /*
+     * QEMU sent TPM2_Shutdown(TPM_SU_STATE) at quit, so the TPM resumes,
+     * with its PCRs
+     */
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_STATE), ==, TPM2_RC_SUCCESS);
+    pcr_read(s, pcr);
+    pcr_expected(data, expected);
+    g_assert_cmpmem(pcr, 32, expected, 32);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "persist!", 8);
+    ek2 = create_ek(s);
+    g_assert_true(g_bytes_equal(ek, ek2));
+    qtest_quit(s);
+}
+
+/*
+ * QEMU run by a shell that outlives it, so that the test can SIGKILL QEMU
+ * while libqtest sees the shell exit normally.  The shell passes the
+ * SIGTERM libqtest sends it on to QEMU.
+ */
+static QTestState *start_killable(const char *path)
+{
+    g_autofree char *wrapper = g_strdup_printf(
+        "sh -c 'trap \"kill \\$pid\" TERM; \"$0\" \"$@\" & pid=$!; "
+        "wait $pid; wait $pid; exit 0' %s", g_getenv("QTEST_QEMU_BINARY"));
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+        path);
+
+    g_setenv("VTPM_KILLABLE_QEMU", wrapper, true);
+    return qtest_init_with_env("VTPM_KILLABLE_QEMU", args, true);
+}
+
+/* The one child of @parent: QEMU, under its shell */
+static pid_t child_of(pid_t parent)
+{
+    GDir *proc = g_dir_open("/proc", 0, NULL);
+    const char *name;
+    pid_t child = 0;
+
+    g_assert_nonnull(proc);
+    while (!child && (name = g_dir_read_name(proc))) {
+        g_autofree char *stat_path = g_strdup_printf("/proc/%s/stat", name);
+        g_autofree char *stat = NULL;
+        const char *p;
+
+        if (!g_ascii_isdigit(name[0]) ||
+            !g_file_get_contents(stat_path, &stat, NULL, NULL)) {
+            continue;
+        }
+        /* pid (comm) state ppid ... */
+        p = strrchr(stat, ')');
+        if (p && atoi(p + 4) == parent) {
+            child = atoi(name);
+        }
+    }
+    g_dir_close(proc);
+    g_assert_cmpint(child, >, 0);
+    return child;
+}
+
+/*
+ * SIGKILL QEMU at varied points of a loop of TPM2_NV_Increment: every
+ * restart loads the file, and the counter is never behind what the test
+ * saw acknowledged.
+ */
+static void test_crash(void)
+{
+    g_autofree char *path = state_path("crash");
+    uint64_t acked = 0;
+    int round;
+
+    for (round = 0; round < 8; round++) {
+        QTestState *s = start_killable(path);
+        uint16_t port = vtpm_pci_port(s);
+        uint64_t value;
+        int i;
+
+        /* The TPM may not have been shut down: a fresh start */
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        if (round == 0) {
+            /*
+             * A counter reads only once incremented, and starts no lower
+             * than any counter the TPM had: take what it says
+             */
+            nv_define(s, NV_COUNTER_INDEX, 1, 8);
+            nv_increment(s, NV_COUNTER_INDEX);
+            acked = nv_counter(s);
+        } else {
+            value = nv_counter(s);
+            g_assert_cmpuint(value, >=, acked);
+            /* At most the one increment in flight at the kill got in */
+            g_assert_cmpuint(value, <=, acked + 1);
+            acked = value;
+        }
+        for (i = 0; i < round; i++) {
+            nv_increment(s, NV_COUNTER_INDEX);
+            acked++;
+        }
+        /* One more, killed before, during or after it runs */
+        nv_increment_start(s, port, NV_COUNTER_INDEX);
+        if (round % 3 == 1) {
+            g_assert_cmphex(finish(s, port), ==, TPM2_RC_SUCCESS);
+            acked++;
+        } else if (round % 3 == 2) {
+            vtpm_pci_wait_done(s, port);
+        }
+        kill(child_of(qtest_pid(s)), SIGKILL);
+        qtest_quit(s);
+    }
+}
+
+static void test_corrupt_files(void)
+{
+    g_autofree char *good = state_path("good");
+    g_autofree char *img = NULL;
+    gsize len;
+    QTestState *s;
+    size_t i;
+    struct {
+        const char *name;
+        const char *message;
+    } cases[] = {
+        { "empty", "is empty" },
+        { "truncated", "is truncated" },
+        { "bitflip", "is corrupt: its checksum does not match" },
+        { "format", "has format version 2; this QEMU reads version 1" },
+        { "family", "holds a TPM 1.2, not a TPM 2.0" },
+        { "foreign", "is not a TPM state file" },
+        { "dir", "is a directory" },
+    };
+
+    s = start_on(good, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+    g_assert_true(g_file_get_contents(good, &img, &len, NULL));
+    g_assert_cmpuint(len, >, 100);
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *path = state_path(cases[i].name);
+        g_autofree char *args = g_strdup_printf(
+            "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+            path);
+        g_autofree char *message = g_strdup_printf(
+            "TPM state file '%s' %s", path, cases[i].message);
+        g_autofree char *before = NULL, *after = NULL;
+        g_autofree char *copy = g_memdup2(img, len);
+        gsize copy_len = len;
+
+        switch (i) {
+        case 0:
+            copy_len = 0;
+            break;
+        case 1:
+            copy_len = len - 7;
+            break;
+        case 2:
+            copy[len - 20] ^= 0x10;
+            break;
+        case 3:
+            stl_be_p(copy + 8, 2);
+            break;
+        case 4:
+            stl_be_p(copy + 12, 1);
+            break;
+        case 5:
+            memcpy(copy, "NOTATPM!", 8);
+            g_free(message);
+            message = g_strdup_printf("'%s' %s", path, cases[i].message);
+            break;
+        }
+        if (i == 6) {
+            g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        } else {
+            g_assert_true(g_file_set_contents(path, copy, copy_len, NULL));
+            before = file_digest(path);
+        }
+
+        tpm_cmd_assert_qemu_refuses(args, message);
+        /* Never repaired, never replaced by a new TPM */
+        if (before) {
+            after = file_digest(path);
+            g_assert_cmpstr(before, ==, after);
+        } else {
+            g_assert_true(g_file_test(path, G_FILE_TEST_IS_DIR));
+        }
+    }
+
+    /* Unreadable: a path through a file */
+    {
+        g_autofree char *path = g_build_filename(good, "state", NULL);
+        g_autofree char *args = g_strdup_printf(
+            "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+            path);
+
+        tpm_cmd_assert_qemu_refuses(args, "cannot lock TPM state file");
+    }
+}
+
+static void test_lock(void)
+{
+    g_autofree char *path = state_path("locked");
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+        path);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state file '%s' is in use by another process", path);
+    QTestState *s = start_on(path, "");
+
+    tpm_cmd_assert_qemu_refuses(args, message);
+    /* The first one is unharmed */
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+}
+
+/* Resets the guest does not prepare for never count as attacks */
+static void test_reset_lockout(void)
+{
+    g_autofree char *path = state_path("resets");
+    QTestState *s = start_on(path, "");
+    int i;
+
+    for (i = 0; i < 10; i++) {
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        g_assert_cmpuint(tpm_cmd_get_property(s, vtpm_pci_transfer,
+                                              TPM2_PT_LOCKOUT_COUNTER),
+                         ==, 0);
+        qtest_system_reset(s);
+    }
+    qtest_quit(s);
+}
+
+/* Migration: source and destination each with their own state file */
+
+static char *mig_uri(void)
+{
+    return g_strdup_printf("unix:%s/mig.sock", tmp_dir);
+}
+
+static void mig_start(QTestState **src, QTestState **dst, const char *name)
+{
+    g_autofree char *src_path = g_strdup_printf("%s/%s-src", tmp_dir, name);
+    g_autofree char *dst_path = g_strdup_printf("%s/%s-dst", tmp_dir, name);
+    g_autofree char *uri = mig_uri();
+    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
+
+    *src = start_on(src_path, "");
+    *dst = start_on(dst_path, incoming);
+}
+
+static void mig_run(QTestState *src, QTestState *dst)
+{
+    g_autofree char *uri = mig_uri();
+
+    tpm_util_migrate(src, uri);
+    tpm_util_wait_for_migration_complete(dst);
+}
+
+static uint32_t rsp_handle(const uint8_t *rsp)
+{
+    return ldl_be_p(rsp + TPM_RSP_HDR_SIZE);
+}
+
+/* PCRs, NV, and the state file on the destination */
+static void test_migrate_quiet(void)
+{
+    g_autofree char *dst_path = g_strdup_printf("%s/quiet-dst", tmp_dir);
+    uint8_t data[32] = "before migration", pcr[32], expected[32], nv[8];
+    QTestState *src, *dst;
+
+    mig_start(&src, &dst, "quiet");
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    pcr_extend(src, data);
+    nv_define(src, NV_DATA_INDEX, 0, 8);
+    nv_write(src, NV_DATA_INDEX, "migrated");
+    mig_run(src, dst);
+
+    pcr_read(dst, pcr);
+    pcr_expected(data, expected);
+    g_assert_cmpmem(pcr, 32, expected, 32);
+    qtest_quit(src);
+    qtest_quit(dst);
+
+    /* The destination's file holds the TPM now */
+    dst = start_on(dst_path, "");
+    g_assert_cmphex(tpm_startup(dst, TPM2_SU_STATE), ==, TPM2_RC_SUCCESS);
+    nv_read(dst, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "migrated", 8);
+    pcr_read(dst, pcr);
+    g_assert_cmpmem(pcr, 32, expected, 32);
+    qtest_quit(dst);
+}
+
+/* A session, a transient object and a hash sequence live on */
+static void test_migrate_objects(void)
+{
+    static const uint8_t nonce[16];
+    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+    uint8_t digest[32];
+    gsize digest_len = sizeof(digest);
+    uint32_t session, object, sequence;
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+    QTestState *src, *dst;
+    Cmd c;
+
+    mig_start(&src, &dst, "objects");
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+
+    /* TPM2_StartAuthSession: an unbound, unsalted policy session */
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x176);
+    put32(&c, TPM2_RH_NULL);
+    put32(&c, TPM2_RH_NULL);
+    put_tpm2b(&c, nonce, sizeof(nonce));
+    put16(&c, 0);                       /* encryptedSalt */
+    c.b[c.len++] = 0x01;                /* TPM_SE_POLICY */
+    put16(&c, 0x0010);                  /* no symmetric */
+    put16(&c, TPM2_ALG_SHA256);
+    cmd_ok(src, &c, rsp, sizeof(rsp));
+    session = rsp_handle(rsp);
+
+    /* A transient object */
+    vtpm_pci_transfer(src, tpm2_create_primary_rsa2048,
+                      tpm2_create_primary_rsa2048_size, rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    object = rsp_handle(rsp);
+
+    /* TPM2_HashSequenceStart, and "abc" into it */
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x186);
+    put16(&c, 0);
+    put16(&c, TPM2_ALG_SHA256);
+    cmd_ok(src, &c, rsp, sizeof(rsp));
+    sequence = rsp_handle(rsp);
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x15c);
+    put32(&c, sequence);
+    put_pw_session(&c);
+    put_tpm2b(&c, "abc", 3);
+    cmd_ok(src, &c, rsp, sizeof(rsp));
+
+    mig_run(src, dst);
+
+    /* TPM2_PolicyGetDigest: a fresh policy session's digest is zeros */
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x189);
+    put32(&c, session);
+    cmd_ok(dst, &c, rsp, sizeof(rsp));
+    g_assert_cmpuint(lduw_be_p(rsp + TPM_RSP_HDR_SIZE), ==, 32);
+    g_assert_true(buffer_is_zero(rsp + TPM_RSP_HDR_SIZE + 2, 32));
+
+    /* TPM2_ReadPublic of the object */
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x173);
+    put32(&c, object);
+    cmd_ok(dst, &c, rsp, sizeof(rsp));
+
+    /* TPM2_SequenceComplete with "def": SHA-256("abcdef") */
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x13e);
+    put32(&c, sequence);
+    put_pw_session(&c);
+    put_tpm2b(&c, "def", 3);
+    put32(&c, TPM2_RH_NULL);
+    cmd_ok(dst, &c, rsp, sizeof(rsp));
+    /* parameterSize, then TPM2B_DIGEST */
+    g_assert_cmpuint(lduw_be_p(rsp + 14), ==, 32);
+    g_checksum_update(sha256, (const guchar *)"abcdef", 6);
+    g_checksum_get_digest(sha256, digest, &digest_len);
+    g_assert_cmpmem(rsp + 16, 32, digest, 32);
+    qtest_quit(src);
+    qtest_quit(dst);
+}
+
+/* TPM2_NV_Increment counts once per call, in flight or not */
+static void test_migrate_counter(void)
+{
+    QTestState *src, *dst;
+    uint16_t port;
+    uint64_t before;
+
+    mig_start(&src, &dst, "counter");
+    port = vtpm_pci_port(src);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(src, NV_COUNTER_INDEX, 1, 8);
+    nv_increment(src, NV_COUNTER_INDEX);
+    before = nv_counter(src);
+
+    nv_increment_start(src, port, NV_COUNTER_INDEX);
+    mig_run(src, dst);
+    g_assert_cmphex(finish(dst, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmpuint(nv_counter(dst), ==, before + 1);
+    nv_increment(dst, NV_COUNTER_INDEX);
+    g_assert_cmpuint(nv_counter(dst), ==, before + 2);
+    qtest_quit(src);
+    qtest_quit(dst);
+}
+
+/*
+ * Migration in the middle of writing a command, of reading a response,
+ * and with a long command (an RSA-3072 key) executing
+ */
+static void test_migrate_mid_command(void)
+{
+    static const uint8_t get_random[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b,
+        0x00, 0x10,
+    };
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+    QTestState *src, *dst;
+    uint16_t port;
+    uint32_t len;
+    Cmd c;
+
+    /* Half a command */
+    mig_start(&src, &dst, "mid-write");
+    port = vtpm_pci_port(src);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    vtpm_pci_write_command(src, port, get_random, 6);
+    mig_run(src, dst);
+    g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_RECEIVING);
+    vtpm_pci_write_command(dst, port, get_random + 6, 6);
+    qtest_outl(dst, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(dst, port);
+    len = vtpm_pci_read_response(dst, port, rsp, sizeof(rsp));
+    g_assert_cmpuint(len, ==, 12 + 16);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    qtest_quit(src);
+    qtest_quit(dst);
+
+    /* Half a response */
+    mig_start(&src, &dst, "mid-read");
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    vtpm_pci_write_command(src, port, get_random, sizeof(get_random));
+    qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(src, port);
+    stl_le_p(rsp, qtest_inl(src, port + A_VTPM_DATA));
+    mig_run(src, dst);
+    for (len = 4; len < 12 + 16; len += 4) {
+        stl_le_p(rsp + len, qtest_inl(dst, port + A_VTPM_DATA));
+    }
+    g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmphex(ldl_be_p(rsp + 2), ==, 12 + 16);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    qtest_quit(src);
+    qtest_quit(dst);
+
+    /* TPM2_CreatePrimary of an RSA-3072 storage key, executing */
+    mig_start(&src, &dst, "long");
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    memcpy(c.b, tpm2_create_primary_rsa2048,
+           tpm2_create_primary_rsa2048_size);
+    c.len = tpm2_create_primary_rsa2048_size;
+    stw_be_p(c.b + 53, 3072);           /* keyBits */
+    vtpm_pci_write_command(src, port, c.b, c.len);
+    qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    mig_run(src, dst);
+    g_assert_cmphex(finish(dst, port), ==, TPM2_RC_SUCCESS);
+    qtest_quit(src);
+    qtest_quit(dst);
+}
+
+/* Poll query-migrate on @s until it reports @status */
+static void mig_wait_status(QTestState *s, const char *status)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-migrate' }");
+        const char *now = qdict_get_try_str(qdict_get_qdict(rsp, "return"),
+                                            "status");
+        bool done = now && !strcmp(now, status);
+
+        qobject_unref(rsp);
+        if (done) {
+            return;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
+static void set_return_path(QTestState *s)
+{
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-set-capabilities',"
+                             "  'arguments': { 'capabilities': [ {"
+                             "    'capability': 'return-path',"
+                             "    'state': true } ] } }");
+}
+
+/*
+ * A destination that refuses the state (here: a TPM 1.2 receiving a TPM
+ * 2.0) fails the migration; the source carries on, with its lock
+ */
+static void test_migrate_refused(void)
+{
+    g_autofree char *src_path = g_strdup_printf("%s/refused-src", tmp_dir);
+    g_autofree char *uri = mig_uri();
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+        src_path);
+    g_autofree char *lock_message = g_strdup_printf(
+        "TPM state file '%s' is in use by another process", src_path);
+    QTestState *src, *dst;
+    uint8_t random[8];
+
+    src = start_on(src_path, "");
+    dst = qtest_initf("-M q35 -tpmdev libtpms,id=t,version=1.2,path=%s/"
+                      "refused-dst -device vtpm-pci,tpmdev=t -incoming defer",
+                      tmp_dir);
+    qtest_set_expected_status(dst, EXIT_FAILURE);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+
+    /* With a return path, the source learns that the destination failed */
+    set_return_path(src);
+    set_return_path(dst);
+    qtest_qmp_assert_success(dst, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    tpm_util_migrate(src, uri);
+    mig_wait_status(src, "failed");
+    qtest_quit(dst);
+
+    qtest_qmp_assert_success(src, "{ 'execute': 'cont' }");
+    tpm_cmd_get_random(src, vtpm_pci_transfer, random, sizeof(random));
+    tpm_cmd_assert_qemu_refuses(args, lock_message);
+    qtest_quit(src);
+}
+
+/*
+ * A damaged stream fails the incoming migration cleanly, and leaves the
+ * destination's state file alone
+ */
+static void test_migrate_corrupt(void)
+{
+    g_autofree char *src_path = g_strdup_printf("%s/stream-src", tmp_dir);
+    g_autofree char *dst_path = g_strdup_printf("%s/stream-dst", tmp_dir);
+    g_autofree char *stream = g_strdup_printf("%s/stream", tmp_dir);
+    g_autofree char *bad = g_strdup_printf("%s/stream-bad", tmp_dir);
+    g_autofree char *uri = g_strdup_printf("file:%s", stream);
+    g_autofree char *img = NULL;
+    const char *idstr = "tpm-libtpms";
+    char *fields;
+    gsize len;
+    QTestState *src;
+    int i;
+
+    src = start_on(src_path, "");
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    tpm_util_migrate(src, uri);
+    mig_wait_status(src, "completed");
+    qtest_quit(src);
+
+    g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
+    fields = memmem(img, len, idstr, strlen(idstr));
+    g_assert_nonnull(fields);
+    /* idstr, instance id, version; then family, running, needs_shutdown */
+    fields += strlen(idstr) + 8;
+    g_assert_cmpuint(ldl_be_p(fields), ==, 2);
+
+    for (i = 0; i < 2; i++) {
+        g_autofree char *copy = g_memdup2(img, len);
+        char *f = copy + (fields - img);
+        g_autofree char *args = g_strdup_printf(
+            "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t "
+            "-incoming file:%s", dst_path, bad);
+
+        if (i == 0) {
+            /* An absurd size for the permanent state */
+            stl_be_p(f + 6, 0x7fffffff);
+        } else {
+            /* The permanent state's own header, mangled */
+            memset(f + 14, 0xa5, 8);
+        }
+        g_assert_true(g_file_set_contents(bad, copy, len, NULL));
+        tpm_cmd_assert_qemu_refuses(args, i == 0 ?
+                                    "tpm-libtpms/state sizes" :
+                                    "libtpms refused the incoming TPM state");
+        g_assert_false(g_file_test(dst_path, G_FILE_TEST_EXISTS));
+    }
+}
+
+static void remove_tree(const char *path)
+{
+    GDir *dir = g_dir_open(path, 0, NULL);
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *child = g_build_filename(path, name, NULL);
+
+        if (g_file_test(child, G_FILE_TEST_IS_DIR)) {
+            remove_tree(child);
+        } else {
+            g_unlink(child);
+        }
+    }
+    if (dir) {
+        g_dir_close(dir);
+    }
+    g_rmdir(path);
+}
+
+int main(int argc, char **argv)
+{
+    int ret;
+
+    tmp_dir = g_dir_make_tmp("tpm-libtpms-state.XXXXXX", NULL);
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/tpm-libtpms/state/restart", test_restart);
+    qtest_add_func("/tpm-libtpms/state/crash", test_crash);
+    qtest_add_func("/tpm-libtpms/state/corrupt-files", test_corrupt_files);
+    qtest_add_func("/tpm-libtpms/state/lock", test_lock);
+    qtest_add_func("/tpm-libtpms/state/reset-lockout", test_reset_lockout);
+    qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
+    qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);
+    qtest_add_func("/tpm-libtpms/migrate/counter", test_migrate_counter);
+    qtest_add_func("/tpm-libtpms/migrate/mid-command",
+                   test_migrate_mid_command);
+    qtest_add_func("/tpm-libtpms/migrate/refused", test_migrate_refused);
+    qtest_add_func("/tpm-libtpms/migrate/corrupt-stream",
+                   test_migrate_corrupt);
+    ret = g_test_run();
+
+    remove_tree(tmp_dir);
+    g_free(tmp_dir);
+    return ret;
+}
