@@ -20,20 +20,9 @@
 #include <linux/pci.h>
 #include <linux/pm.h>
 #include <linux/tpm.h>
-#include <linux/version.h>
 #include <linux/wait.h>
 
-/*
- * Exported by the TPM core, declared in drivers/char/tpm/tpm.h, which is
- * not part of the kernel headers an out-of-tree module builds against.
- */
-struct tpm_chip *tpmm_chip_alloc(struct device *pdev,
-				 const struct tpm_class_ops *ops);
-int tpm_chip_register(struct tpm_chip *chip);
-void tpm_chip_unregister(struct tpm_chip *chip);
-unsigned long tpm_calc_ordinal_duration(struct tpm_chip *chip, u32 ordinal);
-int tpm_pm_suspend(struct device *dev);
-int tpm_pm_resume(struct device *dev);
+#include "tpm_compat.h"
 
 #define VTPM_PCI_DEVICE_ID	0x10f2
 
@@ -264,7 +253,7 @@ static int vtpm_pci_send_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
 	return vtpm_wait(priv, tpm_calc_ordinal_duration(chip, ordinal));
 }
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
+#ifdef TPM_SEND_HAS_BUFSIZ
 static int vtpm_pci_send(struct tpm_chip *chip, u8 *buf, size_t bufsiz,
 			 size_t len)
 {
