@@ -17,30 +17,19 @@
  * Copyright (c) 2026 The vtpm-pci authors
  */
 
+#define _GNU_SOURCE    /* program_invocation_short_name */
+
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "die.h"
 #include "tpm2-cmd.h"
 
 static const char *device = "/dev/tpmrm0";
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fprintf(stderr, "tpm2c: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 static void __attribute__((noreturn)) usage(void)
 {

@@ -14,12 +14,13 @@
  * Copyright (c) 2026 The vtpm-pci authors
  */
 
+#define _GNU_SOURCE    /* program_invocation_short_name */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "die.h"
 #include "tpm2-cmd.h"
 
 #define SYSFS_PCI           "/sys/bus/pci/devices"
@@ -89,19 +91,6 @@ struct card {
     int use_resource;               /* else port I/O */
     int fd;                         /* resource0 */
 };
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fprintf(stderr, "vtpm-probe: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 /* Read the first line of a sysfs attribute; returns 0 on success */
 static int read_attr(const char *dir, const char *name, char *buf, size_t size)
@@ -241,35 +230,26 @@ static void reg_write(struct card *c, unsigned reg, uint32_t val)
     }
 }
 
-/* DATA: string I/O with ports; through resource0, 4 bytes a pwrite */
-static void data_write(struct card *c, const uint8_t *p, size_t n)
+/* DATA: string I/O with ports; through resource0, 4 bytes a pread/pwrite */
+static void data_xfer(struct card *c, uint8_t *p, size_t n, int write)
 {
     size_t chunk;
+    ssize_t done;
 
     if (!c->use_resource) {
-        outsb(c->start + VTPM_DATA, p, n);
-        return;
-    }
-    for (; n; n -= chunk, p += chunk) {
-        chunk = n >= 4 ? 4 : 1;
-        if (pwrite(c->fd, p, chunk, VTPM_DATA) != (ssize_t)chunk) {
-            die("DATA write: %s", strerror(errno));
+        if (write) {
+            outsb(c->start + VTPM_DATA, p, n);
+        } else {
+            insb(c->start + VTPM_DATA, p, n);
         }
-    }
-}
-
-static void data_read(struct card *c, uint8_t *p, size_t n)
-{
-    size_t chunk;
-
-    if (!c->use_resource) {
-        insb(c->start + VTPM_DATA, p, n);
         return;
     }
     for (; n; n -= chunk, p += chunk) {
         chunk = n >= 4 ? 4 : 1;
-        if (pread(c->fd, p, chunk, VTPM_DATA) != (ssize_t)chunk) {
-            die("DATA read: %s", strerror(errno));
+        done = write ? pwrite(c->fd, p, chunk, VTPM_DATA)
+                     : pread(c->fd, p, chunk, VTPM_DATA);
+        if (done != (ssize_t)chunk) {
+            die("DATA %s: %s", write ? "write" : "read", strerror(errno));
         }
     }
 }
@@ -345,7 +325,7 @@ static void transact(struct card *c, struct tpm2_buf *b)
     }
     reg_write(c, VTPM_CONTROL, CONTROL_ABORT);
 
-    data_write(c, b->data, b->len);
+    data_xfer(c, b->data, b->len, 1);
     reg_write(c, VTPM_CONTROL, CONTROL_START);
     for (ms = 0; ; ms++) {
         status = reg_read(c, VTPM_STATUS);
@@ -365,7 +345,7 @@ static void transact(struct card *c, struct tpm2_buf *b)
     if (b->len > sizeof(b->data)) {
         die("response of %zu bytes", b->len);
     }
-    data_read(c, b->data, b->len);
+    data_xfer(c, b->data, b->len, 0);
     reg_write(c, VTPM_INT_STATUS, INT_COMPLETE);
 }
 
