@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 image=$VTPM_CACHE/guest/image
 logs=$VTPM_CACHE/guest/logs
-BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-180}
+BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
 
 configs=("$@")
@@ -41,8 +41,9 @@ boot() {
     # -nodefaults: SeaBIOS would wait 30 s for q35's default empty CD-ROM
     timeout "$BOOT_TIMEOUT" "$QEMU_BIN" -M q35 -nodefaults -m 256M -smp 1 \
         -display none -serial "file:$log" -no-reboot \
-        -kernel "$image/vmlinux" -initrd "$image/initrd.cpio" \
-        -append "console=ttyS0 panic=-1 quiet $append" \
+        -kernel "$image/bzImage" -initrd "$image/initrd.cpio" \
+        -append "console=ttyS0 quiet panic=-1 hung_task_panic=1 \
+                 sysctl.kernel.hung_task_timeout_secs=30 $append" \
         -device isa-debug-exit,iobase=0xf4,iosize=4 \
         "$@" < /dev/null
     status=$?
