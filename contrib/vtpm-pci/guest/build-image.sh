@@ -46,7 +46,7 @@ fetch() {
             log "downloading $pkg $ver"
             rm -f "$debs/${pkg}_"*.deb
             (cd "$debs" &&
-             apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver") ||
+             apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver") >&2 ||
                 die "cannot download $pkg $ver"
         fi
         printf '%s\n' "$debs/$file"*.deb
