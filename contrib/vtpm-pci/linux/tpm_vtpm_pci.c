@@ -446,8 +446,10 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	priv->use_irq = !poll && vtpm_setup_irq(priv);
 
 	chip = tpmm_chip_alloc(dev, &vtpm_pci_ops);
-	if (IS_ERR(chip))
-		return PTR_ERR(chip);
+	if (IS_ERR(chip)) {
+		rc = PTR_ERR(chip);
+		goto err_irq;
+	}
 	dev_set_drvdata(&chip->dev, priv);
 	if (priv->family == VTPM_FAMILY_TPM20)
 		chip->flags |= TPM_CHIP_FLAG_TPM2;
