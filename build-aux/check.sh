@@ -85,6 +85,20 @@ cp_status=$?
 echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
 result "checkpatch: no errors in the exported series" $cp_status
 
+# --- end to end: a Linux guest with the driver (contrib/vtpm-pci) ----------
+echo "== e2e: Linux guest"
+e2e_start=$SECONDS
+"$VTPM_TOP/contrib/vtpm-pci/linux/checkpatch.sh"
+result "checkpatch: the Linux driver is clean" $?
+while IFS= read -r line; do
+    case $line in
+    "ok - "*) result "${line#ok - }" 0 ;;
+    "not ok - "*) result "${line#not ok - }" 1 ;;
+    *) echo "$line" ;;
+    esac
+done < <("$VTPM_TOP/contrib/vtpm-pci/guest/e2e.sh" 2>&1)
+echo "e2e stage: $((SECONDS - e2e_start)) s"
+
 echo
 if [ $failed -ne 0 ]; then
     printf 'failed: %s\n' "${failures[@]}"

@@ -19,6 +19,7 @@ PACKAGES=(
     libtpms-dev
     seabios ipxe-qemu qemu-system-data
     swtpm swtpm-tools
+    cpio xz-utils               # the guest test image (contrib/vtpm-pci)
 )
 BACKPORTS_PACKAGES=(meson)
 MESON_MIN=1.5
@@ -68,6 +69,12 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
     need_update=1
 fi
+
+# The guest kernel's headers, to build contrib/vtpm-pci's driver: for the
+# ABI linux-image-amd64 depends on now, which apt's lists must know
+abi_sh=$(dirname "$0")/../contrib/vtpm-pci/guest/kernel-abi.sh
+abi=$("$abi_sh" 2>/dev/null) || { apt-get update -q && abi=$("$abi_sh"); }
+PACKAGES+=("linux-headers-$abi")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tpm2c: a minimal TPM 2.0 client for the guest's tests.  It sends raw
+ * TPM2 commands through a TPM character device (/dev/tpmrm0 by default),
+ * checks every field of the responses it gets, and prints their payload
+ * in hex.  It knows nothing of vtpm-pci: it exercises the kernel's TPM
+ * stack, and the card through it.
+ *
+ *   tpm2c [-d DEVICE] getrandom COUNT       COUNT random bytes (1 to 32)
+ *   tpm2c [-d DEVICE] pcrread PCR           the PCR's SHA-256 bank value
+ *   tpm2c [-d DEVICE] pcrextend PCR DIGEST  extend its SHA-256 bank with
+ *                                           DIGEST (64 hex digits)
+ *
+ * Exits 0 on success, 1 on a TPM error or a malformed response, 2 on a
+ * usage error.
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ */
+
+#define _GNU_SOURCE    /* program_invocation_short_name */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "die.h"
+#include "tpm2-cmd.h"
+
+static const char *device = "/dev/tpmrm0";
+
+static void __attribute__((noreturn)) usage(void)
+{
+    fprintf(stderr,
+            "usage: tpm2c [-d DEVICE] getrandom COUNT\n"
+            "       tpm2c [-d DEVICE] pcrread PCR\n"
+            "       tpm2c [-d DEVICE] pcrextend PCR DIGEST\n");
+    exit(2);
+}
+
+static void print_hex(const uint8_t *p, size_t n)
+{
+    while (n--) {
+        printf("%02x", *p++);
+    }
+    printf("\n");
+}
+
+/*
+ * Send the command in b, receive the response into b, and check its
+ * header against the command's tag.  A TPM character device takes a
+ * whole command per write() and gives the whole response to one read().
+ */
+static void transact(struct tpm2_buf *b, uint16_t tag)
+{
+    ssize_t n;
+    long rc;
+    int fd;
+
+    fd = open(device, O_RDWR);
+    if (fd < 0) {
+        die("cannot open %s", device);
+    }
+    n = write(fd, b->data, b->len);
+    if (n != (ssize_t)b->len) {
+        die("write: %s", n < 0 ? strerror(errno) : "short");
+    }
+    n = read(fd, b->data, sizeof(b->data));
+    if (n < 0) {
+        die("read: %s", strerror(errno));
+    }
+    close(fd);
+
+    b->len = n;
+    rc = tpm2_check_header(b, tag);
+    if (rc < 0) {
+        die("malformed response header");
+    }
+    if (rc) {
+        die("TPM error 0x%03lx", rc);
+    }
+}
+
+static unsigned long parse_number(const char *s, unsigned long min,
+                                  unsigned long max)
+{
+    char *end;
+    unsigned long val;
+
+    errno = 0;
+    val = strtoul(s, &end, 0);
+    if (errno || !*s || *end || val < min || val > max) {
+        usage();
+    }
+    return val;
+}
+
+static void parse_digest(const char *hex, uint8_t *digest)
+{
+    int i;
+
+    if (strlen(hex) != 2 * TPM2_SHA256_SIZE) {
+        usage();
+    }
+    for (i = 0; i < TPM2_SHA256_SIZE; i++) {
+        char byte[3] = { hex[2 * i], hex[2 * i + 1], 0 };
+        char *end;
+
+        digest[i] = strtoul(byte, &end, 16);
+        if (*end) {
+            usage();
+        }
+    }
+}
+
+static void getrandom(unsigned count)
+{
+    struct tpm2_buf b;
+    const uint8_t *bytes = NULL;
+
+    tpm2_getrandom_cmd(&b, count);
+    transact(&b, TPM2_ST_NO_SESSIONS);
+    if (tpm2_getrandom_rsp(&b, &bytes) != (int)count) {
+        die("GetRandom returned another count of bytes");
+    }
+    print_hex(bytes, count);
+}
+
+/* A TPML_PCR_SELECTION with one SHA-256 bank and one PCR selected */
+static void put_pcr_selection(struct tpm2_buf *b, unsigned pcr)
+{
+    unsigned i;
+
+    tpm2_put(b, 1, 4);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put(b, TPM2_PCR_SELECT_SIZE, 1);
+    for (i = 0; i < TPM2_PCR_SELECT_SIZE; i++) {
+        tpm2_put(b, i == pcr / 8 ? 1 << pcr % 8 : 0, 1);
+    }
+}
+
+static void pcrread(unsigned pcr)
+{
+    struct tpm2_buf b, sel;
+
+    tpm2_begin(&b, TPM2_ST_NO_SESSIONS, TPM2_CC_PCR_READ);
+    put_pcr_selection(&b, pcr);
+    tpm2_end(&b);
+    transact(&b, TPM2_ST_NO_SESSIONS);
+
+    /* pcrUpdateCounter, then the selection read, as it was asked */
+    tpm2_get(&b, 4);
+    sel.len = 0;
+    put_pcr_selection(&sel, pcr);
+    if (b.pos + sel.len > b.len ||
+        memcmp(b.data + b.pos, sel.data, sel.len)) {
+        die("PCR_Read answered another selection");
+    }
+    b.pos += sel.len;
+    /* TPML_DIGEST with one TPM2B_DIGEST of SHA-256's size, and no more */
+    if (tpm2_get(&b, 4) != 1 || tpm2_get(&b, 2) != TPM2_SHA256_SIZE ||
+        b.error || b.pos + TPM2_SHA256_SIZE != b.len) {
+        die("PCR_Read returned a malformed digest list");
+    }
+    print_hex(b.data + b.pos, TPM2_SHA256_SIZE);
+}
+
+static void pcrextend(unsigned pcr, const uint8_t *digest)
+{
+    struct tpm2_buf b;
+
+    tpm2_begin(&b, TPM2_ST_SESSIONS, TPM2_CC_PCR_EXTEND);
+    tpm2_put(&b, pcr, 4);
+    /* Authorization: the empty password, the PCRs' default auth */
+    tpm2_put(&b, 9, 4);
+    tpm2_put(&b, TPM2_RS_PW, 4);
+    tpm2_put(&b, 0, 2);             /* nonce */
+    tpm2_put(&b, 0, 1);             /* session attributes */
+    tpm2_put(&b, 0, 2);             /* password */
+    /* TPML_DIGEST_VALUES: one SHA-256 digest */
+    tpm2_put(&b, 1, 4);
+    tpm2_put(&b, TPM2_ALG_SHA256, 2);
+    tpm2_put_bytes(&b, digest, TPM2_SHA256_SIZE);
+    tpm2_end(&b);
+    transact(&b, TPM2_ST_SESSIONS);
+
+    /*
+     * No parameters, and the password session's response: no nonce, the
+     * attributes with continueSession set, no HMAC
+     */
+    if (tpm2_get(&b, 4) != 0 || tpm2_get(&b, 2) != 0 ||
+        tpm2_get(&b, 1) != TPMA_SESSION_CONTINUESESSION ||
+        tpm2_get(&b, 2) != 0 ||
+        b.error || b.pos != b.len) {
+        die("PCR_Extend returned a malformed response");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    uint8_t digest[TPM2_SHA256_SIZE];
+    int opt;
+
+    while ((opt = getopt(argc, argv, "d:")) != -1) {
+        if (opt != 'd') {
+            usage();
+        }
+        device = optarg;
+    }
+    argv += optind;
+    argc -= optind;
+    if (argc < 1) {
+        usage();
+    }
+
+    if (!strcmp(argv[0], "getrandom") && argc == 2) {
+        getrandom(parse_number(argv[1], 1, 32));
+    } else if (!strcmp(argv[0], "pcrread") && argc == 2) {
+        pcrread(parse_number(argv[1], 0, 23));
+    } else if (!strcmp(argv[0], "pcrextend") && argc == 3) {
+        parse_digest(argv[2], digest);
+        pcrextend(parse_number(argv[1], 0, 23), digest);
+    } else {
+        usage();
+    }
+    return 0;
+}
