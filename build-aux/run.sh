@@ -16,11 +16,12 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
-args=(-M q35 -m 512M -device vtpm-pci)
+# -nodefaults: no empty CD-ROM for SeaBIOS to wait 30 s on, no NIC
+args=(-M q35 -m 512M -nodefaults -device vtpm-pci)
 if [ -t 0 ]; then
     echo "vtpm-pci: starting QEMU; Ctrl-a c for the monitor" \
          "('info pci', 'quit'), Ctrl-a x to quit" >&2
-    args+=(-nographic)
+    args+=(-display none -serial mon:stdio)
 else
     args+=(-display none -serial none -monitor stdio)
 fi

@@ -15,6 +15,7 @@
 #include "libqtest.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "qemu/cutils.h"
 #include "tpm-cmd-tests.h"
@@ -920,6 +921,93 @@ static void test_migrate_corrupt(void)
     }
 }
 
+/* Wait for job @id to succeed, and dismiss it */
+static void job_wait(QTestState *s, const char *id)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-jobs' }");
+        QList *jobs = qdict_get_qlist(rsp, "return");
+        QDict *job = qobject_to(QDict, qlist_peek(jobs));
+        bool done;
+
+        g_assert_nonnull(job);
+        g_assert_cmpstr(qdict_get_str(job, "id"), ==, id);
+        done = !strcmp(qdict_get_str(job, "status"), "concluded");
+        if (done) {
+            g_assert_false(qdict_haskey(job, "error"));
+        }
+        qobject_unref(rsp);
+        if (done) {
+            break;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+    qtest_qmp_assert_success(s, "{ 'execute': 'job-dismiss',"
+                             "  'arguments': { 'id': %s } }", id);
+}
+
+/*
+ * savevm/loadvm: the TPM rolls back with the VM, and the state file
+ * follows it
+ */
+static void test_snapshot(void)
+{
+    g_autofree char *path = state_path("snapshot");
+    g_autofree char *image = state_path("snapshot.qcow2");
+    uint8_t first[32] = "first", second[32] = "second";
+    uint8_t pcr[32], expected[32], nv[8];
+    QTestState *s = start_on(path, "");
+
+    /* A qcow2 image to hold the snapshot */
+    g_assert_true(g_file_set_contents(image, "", 0, NULL));
+    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
+                             " 'driver': 'file', 'node-name': 'file0',"
+                             " 'filename': %s } }", image);
+    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-create',"
+                             "  'arguments': { 'job-id': 'create',"
+                             "  'options': { 'driver': 'qcow2',"
+                             "  'file': 'file0', 'size': 1048576 } } }");
+    job_wait(s, "create");
+    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
+                             " 'driver': 'qcow2', 'node-name': 'disk0',"
+                             " 'file': 'file0' } }");
+
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "snapshot");
+    pcr_extend(s, first);
+    qtest_qmp_assert_success(s, "{ 'execute': 'snapshot-save',"
+                             "  'arguments': { 'job-id': 'save',"
+                             "  'tag': 'snap', 'vmstate': 'disk0',"
+                             "  'devices': [ 'disk0' ] } }");
+    job_wait(s, "save");
+
+    nv_write(s, NV_DATA_INDEX, "changed!");
+    pcr_extend(s, second);
+    qtest_qmp_assert_success(s, "{ 'execute': 'snapshot-load',"
+                             "  'arguments': { 'job-id': 'load',"
+                             "  'tag': 'snap', 'vmstate': 'disk0',"
+                             "  'devices': [ 'disk0' ] } }");
+    job_wait(s, "load");
+
+    /* Back to the snapshot: one extend, the first NV contents */
+    pcr_read(s, pcr);
+    pcr_expected(first, expected);
+    g_assert_cmpmem(pcr, 32, expected, 32);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "snapshot", 8);
+    qtest_quit(s);
+
+    /* And so is the state file */
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "snapshot", 8);
+    qtest_quit(s);
+}
+
 static void remove_tree(const char *path)
 {
     GDir *dir = g_dir_open(path, 0, NULL);
@@ -952,6 +1040,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/corrupt-files", test_corrupt_files);
     qtest_add_func("/tpm-libtpms/state/lock", test_lock);
     qtest_add_func("/tpm-libtpms/state/reset-lockout", test_reset_lockout);
+    qtest_add_func("/tpm-libtpms/state/snapshot", test_snapshot);
     qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
     qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);
     qtest_add_func("/tpm-libtpms/migrate/counter", test_migrate_counter);
