@@ -12,6 +12,8 @@
 
 #include "qemu/osdep.h"
 #include <glib/gstdio.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
 #include "libqtest.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
@@ -562,11 +564,29 @@ static void test_lock(void)
     qtest_quit(s);
 }
 
-/* Resets the guest does not prepare for never count as attacks */
+static unsigned count_fds(pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/fd", pid);
+    GDir *dir = g_dir_open(path, 0, NULL);
+    unsigned n = 0;
+
+    g_assert_nonnull(dir);
+    while (g_dir_read_name(dir)) {
+        n++;
+    }
+    g_dir_close(dir);
+    return n;
+}
+
+/*
+ * Resets the guest does not prepare for never count as attacks, and
+ * leave no descriptor behind
+ */
 static void test_reset_lockout(void)
 {
     g_autofree char *path = state_path("resets");
     QTestState *s = start_on(path, "");
+    unsigned fds = 0;
     int i;
 
     for (i = 0; i < 10; i++) {
@@ -575,7 +595,72 @@ static void test_reset_lockout(void)
                                               TPM2_PT_LOCKOUT_COUNTER),
                          ==, 0);
         qtest_system_reset(s);
+        if (i == 1) {
+            fds = count_fds(qtest_pid(s));
+        }
     }
+    g_assert_cmpuint(count_fds(qtest_pid(s)), ==, fds);
+    qtest_quit(s);
+}
+
+/* Make @dir immutable, or not: no file can be created in it, even by root */
+static bool set_immutable(const char *dir, bool on)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int flags;
+    bool ok = fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+
+    if (ok) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/*
+ * A state file that cannot be written: the guest gets a TPM failure,
+ * QEMU stays up, and the file keeps the state it had
+ */
+static void test_storage_error(void)
+{
+    g_autofree char *dir = state_path("readonly");
+    g_autofree char *path = g_build_filename(dir, "tpm", NULL);
+    g_autofree char *before = NULL, *after = NULL;
+    uint8_t rsp[64];
+    QTestState *s;
+    QDict *status;
+    Cmd c;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    before = file_digest(path);
+    if (!set_immutable(dir, true)) {
+        g_test_skip("cannot make a directory immutable here");
+        qtest_quit(s);
+        return;
+    }
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x137);     /* TPM2_NV_Write */
+    put32(&c, NV_DATA_INDEX);
+    put32(&c, NV_DATA_INDEX);
+    put_pw_session(&c);
+    put_tpm2b(&c, "lost!!!!", 8);
+    put16(&c, 0);
+    g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=, TPM2_RC_SUCCESS);
+
+    status = qtest_qmp(s, "{ 'execute': 'query-status' }");
+    g_assert_true(qdict_get_bool(qdict_get_qdict(status, "return"),
+                                 "running"));
+    qobject_unref(status);
+    after = file_digest(path);
+    g_assert_cmpstr(before, ==, after);
+
+    g_assert_true(set_immutable(dir, false));
     qtest_quit(s);
 }
 
@@ -1041,6 +1126,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/lock", test_lock);
     qtest_add_func("/tpm-libtpms/state/reset-lockout", test_reset_lockout);
     qtest_add_func("/tpm-libtpms/state/snapshot", test_snapshot);
+    qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
     qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
     qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);
     qtest_add_func("/tpm-libtpms/migrate/counter", test_migrate_counter);
