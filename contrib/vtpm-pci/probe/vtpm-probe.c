@@ -66,6 +66,7 @@ enum { IDLE, RECEIVING, EXECUTING, COMPLETE };
 
 #define CONTROL_START       1
 #define CONTROL_ABORT       4
+#define CONTROL_QUERY       8
 #define INT_COMPLETE        1
 
 #define TPM2_CC_STARTUP     0x0144
@@ -267,7 +268,7 @@ static void print_status(uint32_t st)
                st & STATUS_ACTIVATED ? "" : "not ",
                st & STATUS_OWNED ? "" : "not ");
     } else {
-        printf(", flags not queried");
+        printf(", flags not known (--query asks)");
     }
 }
 
@@ -310,13 +311,9 @@ static void dump_registers(struct card *c)
     printf("  0x30 DATA        (not read: a read takes bytes of a response)\n");
 }
 
-/* Run one command on the card, as the spec's example does */
-static void transact(struct card *c, struct tpm2_buf *b)
+/* Bring an idle-looking card to IDLE, ready for a request */
+static void claim_card(struct card *c)
 {
-    struct timespec tick = { 0, 1000000 };
-    uint32_t status;
-    int ms;
-
     if (reg_read(c, VTPM_ID) != VTPM_ID_MAGIC) {
         die("%s does not answer as a vtpm-pci card", c->bdf);
     }
@@ -324,19 +321,36 @@ static void transact(struct card *c, struct tpm2_buf *b)
         die("the card is executing a command: is a driver using it?");
     }
     reg_write(c, VTPM_CONTROL, CONTROL_ABORT);
+}
 
-    data_xfer(c, b->data, b->len, 1);
-    reg_write(c, VTPM_CONTROL, CONTROL_START);
+/* Poll STATUS until the card stops executing; returns STATUS */
+static uint32_t wait_done(struct card *c)
+{
+    struct timespec tick = { 0, 1000000 };
+    uint32_t status;
+    int ms;
+
     for (ms = 0; ; ms++) {
         status = reg_read(c, VTPM_STATUS);
         if (STATE(status) != EXECUTING) {
-            break;
+            return status;
         }
         if (ms == COMMAND_TIMEOUT_MS) {
             die("no response in %d ms", COMMAND_TIMEOUT_MS);
         }
         nanosleep(&tick, NULL);
     }
+}
+
+/* Run one command on the card, as the spec's example does */
+static void transact(struct card *c, struct tpm2_buf *b)
+{
+    uint32_t status;
+
+    claim_card(c);
+    data_xfer(c, b->data, b->len, 1);
+    reg_write(c, VTPM_CONTROL, CONTROL_START);
+    status = wait_done(c);
     if (STATE(status) != COMPLETE) {
         die("command refused: ERROR %u", reg_read(c, VTPM_ERROR));
     }
@@ -374,6 +388,20 @@ static void startup(struct card *c)
         die("TPM2_Startup: TPM error 0x%03lx", rc);
     }
     printf("TPM2_Startup: %s\n", rc ? "already started" : "done");
+}
+
+/* CONTROL.QUERY: the card asks its TPM for the enabled/owned flags */
+static void query_flags(struct card *c)
+{
+    uint32_t status;
+
+    claim_card(c);
+    reg_write(c, VTPM_CONTROL, CONTROL_QUERY);
+    status = wait_done(c);
+    reg_write(c, VTPM_INT_STATUS, INT_COMPLETE);
+    printf("flags query: ");
+    print_status(status);
+    printf("\n");
 }
 
 static void getrandom(struct card *c, unsigned count)
@@ -414,6 +442,8 @@ static void __attribute__((noreturn)) usage(int status)
 "                         resource0 file)\n"
 "  -g, --getrandom=COUNT  send TPM2_GetRandom for COUNT bytes (1 to 32)\n"
 "  -S, --startup          send TPM2_Startup(TPM_SU_CLEAR) first\n"
+"  -q, --query            ask the TPM for its enabled, activated and owned\n"
+"                         flags (CONTROL.QUERY)\n"
 "  -f, --force            send commands even while a driver is bound\n"
 "  -h, --help             show this help\n",
             VTPM_VENDOR, VTPM_DEVICE);
@@ -427,17 +457,18 @@ int main(int argc, char **argv)
         { "method", required_argument, NULL, 'm' },
         { "getrandom", required_argument, NULL, 'g' },
         { "startup", no_argument, NULL, 'S' },
+        { "query", no_argument, NULL, 'q' },
         { "force", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { },
     };
     struct card c = { .fd = -1 };
     const char *slot = NULL;
-    int opt, force = 0, do_startup = 0;
+    int opt, force = 0, do_startup = 0, do_query = 0;
     long count = 0;
     char *end;
 
-    while ((opt = getopt_long(argc, argv, "s:m:g:Sfh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:m:g:Sqfh", options, NULL)) != -1) {
         switch (opt) {
         case 's':
             slot = optarg;
@@ -457,6 +488,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             do_startup = 1;
+            break;
+        case 'q':
+            do_query = 1;
             break;
         case 'f':
             force = 1;
@@ -483,7 +517,7 @@ int main(int argc, char **argv)
            "port I/O (ioperm, inl/outl)");
     dump_registers(&c);
 
-    if (do_startup || count) {
+    if (do_startup || do_query || count) {
         if (c.driver[0] && !force) {
             die("%s drives the card: unbind it first, or use --force",
                 c.driver);
@@ -494,6 +528,9 @@ int main(int argc, char **argv)
     }
     if (do_startup) {
         startup(&c);
+    }
+    if (do_query) {
+        query_flags(&c);
     }
     if (count) {
         getrandom(&c, count);
