@@ -99,6 +99,14 @@ while IFS= read -r line; do
 done < <("$VTPM_TOP/contrib/vtpm-pci/guest/e2e.sh" 2>&1)
 echo "e2e stage: $((SECONDS - e2e_start)) s"
 
+# --- the benchmark, quick: passes while every configuration runs ------------
+# Its table goes into the log; its numbers are never judged here.
+echo "== bench: vtpm-pci against tpm-crb and tpm-tis with swtpm (quick)"
+bench_start=$SECONDS
+"$VTPM_TOP/bench/bench.py" --quick
+result "bench --quick: every configuration boots and runs every workload" $?
+echo "bench stage: $((SECONDS - bench_start)) s"
+
 echo
 if [ $failed -ne 0 ]; then
     printf 'failed: %s\n' "${failures[@]}"
