@@ -475,7 +475,7 @@ def plot(results, labels, out):
     dat = os.path.join(out, 'plot.dat')
     cols = [(w, dev) for w, _, _ in WORKLOADS for dev in DEVICES]
     with open(dat, 'w') as f:
-        f.write('config ' + ' '.join('%s/%s' % c for c in cols) + '\n')
+        f.write('# config ' + ' '.join('%s/%s' % c for c in cols) + '\n')
         for name, label in labels:
             res = results.get(name)
             if not res:
@@ -491,8 +491,9 @@ def plot(results, labels, out):
         "'%s' using %d:xtic(1) title '%s, /dev/%s'" %
         (dat, i + 2, titles[w], dev) for i, (w, dev) in enumerate(cols))
     script = '\n'.join([
-        "set terminal png size 1400,640 font ',10'",
+        "set terminal png size 1400,700 font ',10' noenhanced",
         "set output '%s'" % png,
+        "set bmargin 8",
         "set title 'TPM 2.0 operations per second in a TCG guest "
         "(log scale; pairs count as one operation)'",
         "set style data histograms",
@@ -502,7 +503,7 @@ def plot(results, labels, out):
         "set yrange [100:*]",
         "set ylabel 'operations/s'",
         "set grid ytics",
-        "set key outside right top vertical",
+        "set key outside bottom center horizontal maxrows 2",
         "set datafile missing '-'",
         "set xtics font ',9'",
         "plot " + series, ''])
