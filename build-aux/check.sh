@@ -3,7 +3,8 @@
 #
 # The test suite: QEMU's qtests for the card (through QEMU's meson test
 # harness), then checks of the command line, the run command and the
-# exported patch series.  Ends with "N passed, N failed".
+# exported patch series, the end-to-end tests in a Linux guest, and the
+# benchmark's quick run.  Ends with "N passed, N failed".
 
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
