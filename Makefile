@@ -4,6 +4,9 @@
 #
 #   make run      set up the host, build, start QEMU with -device vtpm-pci
 #   make check    set up the host, build, run the test suite
+#   make bench    set up the host, build, and benchmark vtpm-pci against
+#                 tpm-crb and tpm-tis with swtpm (QUICK=1: the short run
+#                 that make check does)
 #   make export   write the change as a patch series (patches are in
 #                 $(VTPM_CACHE)/series) and check it applies
 #
@@ -17,7 +20,10 @@ export VTPM_CACHE
 QEMU_ARGS ?=
 export QEMU_ARGS
 
-.PHONY: all setup fetch overlay build run check export refresh-patches clean
+# "make bench QUICK=1": short runs, a few minutes in all
+QUICK ?=
+
+.PHONY: all setup fetch overlay build run check bench export refresh-patches clean
 
 all: build
 
@@ -38,6 +44,9 @@ run: build
 
 check: build
 	@build-aux/check.sh
+
+bench: build
+	@bench/bench.py $(if $(QUICK),--quick)
 
 export: fetch
 	@build-aux/qemu-tree.py export -o $(VTPM_CACHE)/series

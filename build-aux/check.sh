@@ -3,7 +3,8 @@
 #
 # The test suite: QEMU's qtests for the card (through QEMU's meson test
 # harness), then checks of the command line, the run command and the
-# exported patch series.  Ends with "N passed, N failed".
+# exported patch series, the end-to-end tests in a Linux guest, and the
+# benchmark's quick run.  Ends with "N passed, N failed".
 
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
@@ -98,6 +99,14 @@ while IFS= read -r line; do
     esac
 done < <("$VTPM_TOP/contrib/vtpm-pci/guest/e2e.sh" 2>&1)
 echo "e2e stage: $((SECONDS - e2e_start)) s"
+
+# --- the benchmark, quick: passes while every configuration runs ------------
+# Its table goes into the log; its numbers are never judged here.
+echo "== bench: vtpm-pci against tpm-crb and tpm-tis with swtpm (quick)"
+bench_start=$SECONDS
+"$VTPM_TOP/bench/bench.py" --quick
+result "bench --quick: every configuration boots and runs every workload" $?
+echo "bench stage: $((SECONDS - bench_start)) s"
 
 echo
 if [ $failed -ne 0 ]; then

@@ -47,6 +47,10 @@ SERIES = os.path.join(PATCH_DIR, 'series')
 # Folders of the checkout that mirror QEMU's tree.
 TREE_DIRS = ('backends', 'docs', 'hw', 'include', 'qapi', 'tests')
 
+# Folders inside them that are the project's own, never part of QEMU's
+# tree: the benchmark's results (bench/).
+PROJECT_DIRS = ('docs/bench/',)
+
 # Build-only files, laid into the working copy but not part of the series.
 BUILD_FILES = {
     'configs/devices/x86_64-softmmu/vtpm-pci.mak':
@@ -116,14 +120,15 @@ def tracked_tree_files():
                               '--exclude-standard', '--'] + list(TREE_DIRS),
                              check=True, capture_output=True, text=True)
         return sorted(p for p in out.stdout.split('\n')
-                      if p and os.path.isfile(os.path.join(TOP, p)))
+                      if p and os.path.isfile(os.path.join(TOP, p)) and
+                      not p.startswith(PROJECT_DIRS))
     except (OSError, subprocess.CalledProcessError):
         found = []
         for d in TREE_DIRS:
             for root, _, files in os.walk(os.path.join(TOP, d)):
                 found += [os.path.relpath(os.path.join(root, f), TOP)
                           for f in files]
-        return sorted(found)
+        return sorted(p for p in found if not p.startswith(PROJECT_DIRS))
 
 
 def check_series(series, pristine):

@@ -20,6 +20,7 @@ PACKAGES=(
     seabios ipxe-qemu qemu-system-data
     swtpm swtpm-tools
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
+    gnuplot-nox                 # the benchmark's plot (bench/)
 )
 BACKPORTS_PACKAGES=(meson)
 MESON_MIN=1.5

@@ -25,6 +25,7 @@
 #include "qemu/lockable.h"
 #include "qemu/module.h"
 #include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "qapi/qapi-types-tpm.h"
 #include "block/aio-wait.h"
@@ -102,6 +103,7 @@ struct TPMLibtpms {
     uint8_t locty;              /* of the command being processed */
     unsigned char *rsp;         /* libtpms' response buffer */
     uint32_t rsp_size;
+    int64_t process_ns;         /* time the last command took in libtpms */
     TPMNVFile *nv;
 
     /* Read without the lock */
@@ -293,7 +295,9 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
 
     s->locty = locty;
     qatomic_set(&s->processing, true);
+    s->process_ns = get_clock();
     res = TPMLIB_Process(&s->rsp, &rsp_len, &s->rsp_size, cmd, in_len);
+    s->process_ns = get_clock() - s->process_ns;
     qatomic_set(&s->processing, false);
     tpm_libtpms_update_established(s);
 
@@ -474,12 +478,13 @@ static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
         rc = s->version == TPM_VERSION_1_2 ?
              TPM_BAD_PARAM_SIZE : TPM2_RC_COMMAND_SIZE;
         tpm_libtpms_write_error(s, cmd->out, cmd->out_len, rc);
+        s->process_ns = 0;
     } else {
         rc = tpm_libtpms_process(s, cmd->locty, cmd->in, cmd->in_len,
                                  cmd->out, cmd->out_len, errp);
     }
     trace_tpm_libtpms_command(cmd->locty, ordinal, cmd->in_len,
-                              cmd->out_len, rc);
+                              cmd->out_len, rc, s->process_ns);
     if (rc == 0) {
         tpm_libtpms_track_ordinal(s, ordinal);
         cmd->selftest_done = is_selftest;

@@ -24,6 +24,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/range.h"
+#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci_device.h"
@@ -70,6 +71,7 @@ struct VTPMPCIState {
     unsigned query_step;        /* 0: none; else the command in flight */
     uint32_t query_flags;       /* flags gathered so far */
     QEMUBH *query_bh;           /* sends the next command of the query */
+    int64_t start_ns;           /* when the command in flight was started */
 
     /* Not migrated: derived from the state above */
     bool irq_level;
@@ -153,6 +155,7 @@ static void vtpm_pci_discard(VTPMPCIState *s)
 static void vtpm_pci_deliver(VTPMPCIState *s, uint32_t len, uint8_t locty)
 {
     trace_vtpm_pci_command(tpm_cmd_get_ordinal(s->buf), len, locty);
+    s->start_ns = get_clock();
     vtpm_pci_set_state(s, VTPM_STATE_EXECUTING);
     s->cmd = (TPMBackendCmd) {
         .locty = locty,
@@ -306,7 +309,8 @@ static void vtpm_pci_request_completed(TPMIf *ti, int ret)
         tpm_util_write_fatal_error_response(s->buf, s->buffer_size);
         len = tpm_cmd_get_size(s->buf);
     }
-    trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len);
+    trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len,
+                            get_clock() - s->start_ns);
 
     if (s->query_step) {
         if (vtpm_pci_query_parse(s, len)) {

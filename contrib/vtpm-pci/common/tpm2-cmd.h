@@ -19,11 +19,26 @@
 #define TPM2_ST_NO_SESSIONS     0x8001
 #define TPM2_ST_SESSIONS        0x8002
 
-#define TPM2_CC_PCR_EXTEND      0x0182
-#define TPM2_CC_PCR_READ        0x017e
+#define TPM2_CC_NV_DEFINE_SPACE 0x012a
+#define TPM2_CC_NV_WRITE        0x0137
+#define TPM2_CC_STARTUP         0x0144
+#define TPM2_CC_NV_READ         0x014e
 #define TPM2_CC_GET_RANDOM      0x017b
+#define TPM2_CC_HASH            0x017d
+#define TPM2_CC_PCR_READ        0x017e
+#define TPM2_CC_PCR_EXTEND      0x0182
 
+#define TPM2_SU_CLEAR           0x0000
+#define TPM2_RC_NV_DEFINED      0x014c      /* NV_DefineSpace: index exists */
+#define TPM2_RH_OWNER           0x40000001
+#define TPM2_RH_NULL            0x40000007
 #define TPM2_RS_PW              0x40000009  /* the password session */
+#define TPM2_NV_BUFFER_MAX      1024        /* MAX_NV_BUFFER_SIZE, libtpms */
+#define TPM2_DIGEST_BUFFER_MAX  1024        /* MAX_DIGEST_BUFFER, libtpms */
+/* TPMA_NV: an ordinary index, read and written with its auth value */
+#define TPMA_NV_AUTHWRITE       (1u << 2)
+#define TPMA_NV_AUTHREAD        (1u << 18)
+#define TPMA_NV_NO_DA           (1u << 25)
 #define TPMA_SESSION_CONTINUESESSION 0x01
 #define TPM2_ALG_SHA256         0x000b
 #define TPM2_SHA256_SIZE        32
@@ -128,6 +143,135 @@ static inline int tpm2_getrandom_rsp(struct tpm2_buf *b, const uint8_t **bytes)
     }
     *bytes = b->data + b->pos;
     return n;
+}
+
+/* An authorization area of one password session with the empty password */
+static inline void tpm2_put_pw_session(struct tpm2_buf *b)
+{
+    tpm2_put(b, 9, 4);              /* authorizationSize */
+    tpm2_put(b, TPM2_RS_PW, 4);
+    tpm2_put(b, 0, 2);              /* nonce */
+    tpm2_put(b, 0, 1);              /* session attributes */
+    tpm2_put(b, 0, 2);              /* password */
+}
+
+/*
+ * After the header of a response to a command with one password session,
+ * tpm2_check_header having returned 0: skip parameterSize, and return the
+ * parameters' size, or -1 if the response is too short for them and the
+ * password session's response (no nonce, continueSession, no HMAC).
+ */
+static inline long tpm2_sessions_rsp_params(struct tpm2_buf *b)
+{
+    uint32_t n = tpm2_get(b, 4);
+
+    if (b->error || b->pos + n + 5 != b->len) {
+        return -1;
+    }
+    return n;
+}
+
+/* A TPML_PCR_SELECTION with one SHA-256 bank and one PCR selected */
+static inline void tpm2_put_pcr_selection(struct tpm2_buf *b, unsigned pcr)
+{
+    unsigned i;
+
+    tpm2_put(b, 1, 4);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put(b, TPM2_PCR_SELECT_SIZE, 1);
+    for (i = 0; i < TPM2_PCR_SELECT_SIZE; i++) {
+        tpm2_put(b, i == pcr / 8 ? 1 << pcr % 8 : 0, 1);
+    }
+}
+
+static inline void tpm2_startup_cmd(struct tpm2_buf *b, uint16_t type)
+{
+    tpm2_begin(b, TPM2_ST_NO_SESSIONS, TPM2_CC_STARTUP);
+    tpm2_put(b, type, 2);
+    tpm2_end(b);
+}
+
+/* TPM2_PCR_Read of the SHA-256 bank of one PCR */
+static inline void tpm2_pcr_read_cmd(struct tpm2_buf *b, unsigned pcr)
+{
+    tpm2_begin(b, TPM2_ST_NO_SESSIONS, TPM2_CC_PCR_READ);
+    tpm2_put_pcr_selection(b, pcr);
+    tpm2_end(b);
+}
+
+/* TPM2_PCR_Extend of the SHA-256 bank of a PCR with its default auth */
+static inline void tpm2_pcr_extend_cmd(struct tpm2_buf *b, unsigned pcr,
+                                       const uint8_t *digest)
+{
+    tpm2_begin(b, TPM2_ST_SESSIONS, TPM2_CC_PCR_EXTEND);
+    tpm2_put(b, pcr, 4);
+    tpm2_put_pw_session(b);
+    /* TPML_DIGEST_VALUES: one SHA-256 digest */
+    tpm2_put(b, 1, 4);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put_bytes(b, digest, TPM2_SHA256_SIZE);
+    tpm2_end(b);
+}
+
+/* TPM2_Hash(SHA-256) of n <= TPM2_DIGEST_BUFFER_MAX bytes, no ticket */
+static inline void tpm2_hash_cmd(struct tpm2_buf *b, const uint8_t *data,
+                                 uint16_t n)
+{
+    tpm2_begin(b, TPM2_ST_NO_SESSIONS, TPM2_CC_HASH);
+    tpm2_put(b, n, 2);
+    tpm2_put_bytes(b, data, n);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put(b, TPM2_RH_NULL, 4);
+    tpm2_end(b);
+}
+
+/*
+ * TPM2_NV_DefineSpace of an ordinary owner index of size bytes, with the
+ * empty auth value, read and written with it (no dictionary attack
+ * protection)
+ */
+static inline void tpm2_nv_define_cmd(struct tpm2_buf *b, uint32_t index,
+                                      uint16_t size)
+{
+    tpm2_begin(b, TPM2_ST_SESSIONS, TPM2_CC_NV_DEFINE_SPACE);
+    tpm2_put(b, TPM2_RH_OWNER, 4);
+    tpm2_put_pw_session(b);
+    tpm2_put(b, 0, 2);              /* auth */
+    tpm2_put(b, 14, 2);             /* TPM2B_NV_PUBLIC */
+    tpm2_put(b, index, 4);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put(b, TPMA_NV_AUTHWRITE | TPMA_NV_AUTHREAD | TPMA_NV_NO_DA, 4);
+    tpm2_put(b, 0, 2);              /* authPolicy */
+    tpm2_put(b, size, 2);
+    tpm2_end(b);
+}
+
+/* TPM2_NV_Write of n <= TPM2_NV_BUFFER_MAX bytes, with the index's auth */
+static inline void tpm2_nv_write_cmd(struct tpm2_buf *b, uint32_t index,
+                                     const uint8_t *data, uint16_t n,
+                                     uint16_t offset)
+{
+    tpm2_begin(b, TPM2_ST_SESSIONS, TPM2_CC_NV_WRITE);
+    tpm2_put(b, index, 4);          /* authHandle */
+    tpm2_put(b, index, 4);
+    tpm2_put_pw_session(b);
+    tpm2_put(b, n, 2);
+    tpm2_put_bytes(b, data, n);
+    tpm2_put(b, offset, 2);
+    tpm2_end(b);
+}
+
+/* TPM2_NV_Read of n <= TPM2_NV_BUFFER_MAX bytes, with the index's auth */
+static inline void tpm2_nv_read_cmd(struct tpm2_buf *b, uint32_t index,
+                                    uint16_t n, uint16_t offset)
+{
+    tpm2_begin(b, TPM2_ST_SESSIONS, TPM2_CC_NV_READ);
+    tpm2_put(b, index, 4);          /* authHandle */
+    tpm2_put(b, index, 4);
+    tpm2_put_pw_session(b);
+    tpm2_put(b, n, 2);
+    tpm2_put(b, offset, 2);
+    tpm2_end(b);
 }
 
 #endif /* VTPM_TPM2_CMD_H */

@@ -128,32 +128,17 @@ static void getrandom(unsigned count)
     print_hex(bytes, count);
 }
 
-/* A TPML_PCR_SELECTION with one SHA-256 bank and one PCR selected */
-static void put_pcr_selection(struct tpm2_buf *b, unsigned pcr)
-{
-    unsigned i;
-
-    tpm2_put(b, 1, 4);
-    tpm2_put(b, TPM2_ALG_SHA256, 2);
-    tpm2_put(b, TPM2_PCR_SELECT_SIZE, 1);
-    for (i = 0; i < TPM2_PCR_SELECT_SIZE; i++) {
-        tpm2_put(b, i == pcr / 8 ? 1 << pcr % 8 : 0, 1);
-    }
-}
-
 static void pcrread(unsigned pcr)
 {
     struct tpm2_buf b, sel;
 
-    tpm2_begin(&b, TPM2_ST_NO_SESSIONS, TPM2_CC_PCR_READ);
-    put_pcr_selection(&b, pcr);
-    tpm2_end(&b);
+    tpm2_pcr_read_cmd(&b, pcr);
     transact(&b, TPM2_ST_NO_SESSIONS);
 
     /* pcrUpdateCounter, then the selection read, as it was asked */
     tpm2_get(&b, 4);
     sel.len = 0;
-    put_pcr_selection(&sel, pcr);
+    tpm2_put_pcr_selection(&sel, pcr);
     if (b.pos + sel.len > b.len ||
         memcmp(b.data + b.pos, sel.data, sel.len)) {
         die("PCR_Read answered another selection");
@@ -171,19 +156,7 @@ static void pcrextend(unsigned pcr, const uint8_t *digest)
 {
     struct tpm2_buf b;
 
-    tpm2_begin(&b, TPM2_ST_SESSIONS, TPM2_CC_PCR_EXTEND);
-    tpm2_put(&b, pcr, 4);
-    /* Authorization: the empty password, the PCRs' default auth */
-    tpm2_put(&b, 9, 4);
-    tpm2_put(&b, TPM2_RS_PW, 4);
-    tpm2_put(&b, 0, 2);             /* nonce */
-    tpm2_put(&b, 0, 1);             /* session attributes */
-    tpm2_put(&b, 0, 2);             /* password */
-    /* TPML_DIGEST_VALUES: one SHA-256 digest */
-    tpm2_put(&b, 1, 4);
-    tpm2_put(&b, TPM2_ALG_SHA256, 2);
-    tpm2_put_bytes(&b, digest, TPM2_SHA256_SIZE);
-    tpm2_end(&b);
+    tpm2_pcr_extend_cmd(&b, pcr, digest);
     transact(&b, TPM2_ST_SESSIONS);
 
     /*
