@@ -80,7 +80,7 @@ static int dev_transact(struct tpm2_buf *b)
     return 0;
 }
 
-/* --- through libtpms, on the host ------------------------------------------ */
+/* --- through libtpms, on the host ----------------------------------------- */
 
 #ifdef HAVE_LIBTPMS
 /* NV state in memory, one blob per name, as QEMU's backend keeps it */
@@ -229,7 +229,7 @@ static void lib_open(void)
 }
 #endif
 
-/* --- the workloads ---------------------------------------------------------- */
+/* --- the workloads -------------------------------------------------------- */
 
 /* Run the command in b, and check its response header; dies on an error */
 static void run(struct tpm2_buf *b, uint16_t tag, const char *what)
@@ -326,7 +326,7 @@ static const struct workload {
     { "large", setup_large, op_large },
 };
 
-/* --- timing ----------------------------------------------------------------- */
+/* --- timing --------------------------------------------------------------- */
 
 static double now(void)
 {
