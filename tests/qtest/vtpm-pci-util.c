@@ -116,18 +116,10 @@ void vtpm_pci_transfer(QTestState *s,
                        unsigned char *rsp, size_t rsp_size)
 {
     uint16_t port = vtpm_pci_port(s);
-    size_t len = req_size;
 
-    /*
-     * tpm-util's requests are string literals, whose size counts the
-     * terminating NUL: send the command its header describes.
-     */
-    if (len >= 6) {
-        len = MIN(len, ldl_be_p(req + 2));
-    }
     g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
-    vtpm_pci_write_command(s, port, req, len);
-    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, len);
+    vtpm_pci_write_command(s, port, req, req_size);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, req_size);
     qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
     vtpm_pci_wait_done(s, port);
     vtpm_pci_read_response(s, port, rsp, rsp_size);
