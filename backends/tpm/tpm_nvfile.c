@@ -37,7 +37,6 @@ struct TPMNVFile {
     char *path;                 /* NULL: in memory only */
     uint32_t tpm_family;
     int lock_fd;
-    bool is_new;
     GHashTable *blobs;          /* name -> GBytes */
 };
 
@@ -198,8 +197,7 @@ static bool tpm_nvfile_load(TPMNVFile *f, Error **errp)
 
     if (stat(f->path, &st) < 0) {
         if (errno == ENOENT) {
-            /* The user asked for a new TPM */
-            f->is_new = true;
+            /* The user asked for a new TPM: libtpms manufactures one */
             return true;
         }
         error_setg_errno(errp, errno, "cannot read TPM state file '%s'",
@@ -237,7 +235,6 @@ TPMNVFile *tpm_nvfile_open(const char *path, uint32_t tpm_family,
     f->blobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)g_bytes_unref);
     if (!path) {
-        f->is_new = true;
         return f;
     }
     f->path = g_strdup(path);
@@ -274,11 +271,6 @@ void tpm_nvfile_unlock(TPMNVFile *f)
 bool tpm_nvfile_relock(TPMNVFile *f, Error **errp)
 {
     return !f->path || f->lock_fd >= 0 || tpm_nvfile_lock(f, errp);
-}
-
-bool tpm_nvfile_is_new(TPMNVFile *f)
-{
-    return f->is_new;
 }
 
 GBytes *tpm_nvfile_get(TPMNVFile *f, const char *name)

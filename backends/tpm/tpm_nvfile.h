@@ -41,9 +41,6 @@ void tpm_nvfile_close(TPMNVFile *f);
 void tpm_nvfile_unlock(TPMNVFile *f);
 bool tpm_nvfile_relock(TPMNVFile *f, Error **errp);
 
-/* Whether the state held no blob when opened: a new TPM */
-bool tpm_nvfile_is_new(TPMNVFile *f);
-
 /* A new reference to the blob @name, or NULL */
 GBytes *tpm_nvfile_get(TPMNVFile *f, const char *name);
 

@@ -145,17 +145,28 @@ static void nv_define(QTestState *s, uint32_t index, uint32_t type,
     cmd_ok(s, &c, rsp, sizeof(rsp));
 }
 
+/* An NV command on @index, authorized by the index itself */
+static void nv_cmd_begin(Cmd *c, uint32_t code, uint32_t index)
+{
+    cmd_begin(c, TPM2_ST_SESSIONS, code);
+    put32(c, index);                    /* authHandle */
+    put32(c, index);                    /* nvIndex */
+    put_pw_session(c);
+}
+
+static void nv_write_cmd(Cmd *c, uint32_t index, const char *data)
+{
+    nv_cmd_begin(c, 0x137, index);
+    put_tpm2b(c, data, strlen(data));
+    put16(c, 0);                        /* offset */
+}
+
 static void nv_write(QTestState *s, uint32_t index, const char *data)
 {
     uint8_t rsp[64];
     Cmd c;
 
-    cmd_begin(&c, TPM2_ST_SESSIONS, 0x137);
-    put32(&c, index);
-    put32(&c, index);
-    put_pw_session(&c);
-    put_tpm2b(&c, data, strlen(data));
-    put16(&c, 0);                       /* offset */
+    nv_write_cmd(&c, index, data);
     cmd_ok(s, &c, rsp, sizeof(rsp));
 }
 
@@ -166,10 +177,7 @@ static void nv_read(QTestState *s, uint32_t index, uint8_t *data,
     uint8_t rsp[128];
     Cmd c;
 
-    cmd_begin(&c, TPM2_ST_SESSIONS, 0x14e);
-    put32(&c, index);
-    put32(&c, index);
-    put_pw_session(&c);
+    nv_cmd_begin(&c, 0x14e, index);
     put16(&c, size);
     put16(&c, 0);                       /* offset */
     cmd_ok(s, &c, rsp, sizeof(rsp));
@@ -183,10 +191,7 @@ static void nv_increment_start(QTestState *s, uint16_t port,
 {
     Cmd c;
 
-    cmd_begin(&c, TPM2_ST_SESSIONS, 0x134);
-    put32(&c, index);
-    put32(&c, index);
-    put_pw_session(&c);
+    nv_cmd_begin(&c, 0x134, index);
     stl_be_p(c.b + 2, c.len);
     vtpm_pci_write_command(s, port, c.b, c.len);
     qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
@@ -197,10 +202,7 @@ static void nv_increment(QTestState *s, uint32_t index)
     uint8_t rsp[64];
     Cmd c;
 
-    cmd_begin(&c, TPM2_ST_SESSIONS, 0x134);
-    put32(&c, index);
-    put32(&c, index);
-    put_pw_session(&c);
+    nv_cmd_begin(&c, 0x134, index);
     cmd_ok(s, &c, rsp, sizeof(rsp));
 }
 
@@ -645,12 +647,7 @@ static void test_storage_error(void)
         return;
     }
 
-    cmd_begin(&c, TPM2_ST_SESSIONS, 0x137);     /* TPM2_NV_Write */
-    put32(&c, NV_DATA_INDEX);
-    put32(&c, NV_DATA_INDEX);
-    put_pw_session(&c);
-    put_tpm2b(&c, "lost!!!!", 8);
-    put16(&c, 0);
+    nv_write_cmd(&c, NV_DATA_INDEX, "lost!!!!");
     g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=, TPM2_RC_SUCCESS);
 
     status = qtest_qmp(s, "{ 'execute': 'query-status' }");
