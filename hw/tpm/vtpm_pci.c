@@ -47,6 +47,7 @@ struct VTPMPCIState {
 
     MemoryRegion io;
     uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
+    uint32_t poll_ns;           /* 0: commands complete in the main loop */
     QLIST_ENTRY(VTPMPCIState) pinned;
     TPMBackend *tpmbe;
     bool own_tpmbe;             /* created by the card, not -tpmdev */
@@ -72,6 +73,7 @@ struct VTPMPCIState {
     uint32_t query_flags;       /* flags gathered so far */
     QEMUBH *query_bh;           /* sends the next command of the query */
     int64_t start_ns;           /* when the command in flight was started */
+    bool starting;              /* within the access that starts it */
 
     /* Not migrated: derived from the state above */
     bool irq_level;
@@ -164,7 +166,10 @@ static void vtpm_pci_deliver(VTPMPCIState *s, uint32_t len, uint8_t locty)
         .out = s->buf,
         .out_len = s->buffer_size,
     };
+    /* With poll-ns, a short command completes before this returns */
+    s->starting = true;
     tpm_backend_deliver_request(s->tpmbe, &s->cmd);
+    s->starting = false;
 }
 
 /* The query is over: the card is idle, and says it finished */
@@ -310,7 +315,8 @@ static void vtpm_pci_request_completed(TPMIf *ti, int ret)
         len = tpm_cmd_get_size(s->buf);
     }
     trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len,
-                            get_clock() - s->start_ns);
+                            get_clock() - s->start_ns,
+                            s->starting ? "within START" : "later");
 
     if (s->query_step) {
         if (vtpm_pci_query_parse(s, len)) {
@@ -778,6 +784,11 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
+    if (s->poll_ns > VTPM_PCI_POLL_NS_MAX) {
+        error_setg(errp, "poll-ns %" PRIu32 " is above the maximum, %d",
+                   s->poll_ns, VTPM_PCI_POLL_NS_MAX);
+        goto fail;
+    }
     if (!vtpm_pci_pin(s, errp)) {
         goto fail;
     }
@@ -806,6 +817,7 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
+    tpm_backend_set_poll(s->tpmbe, s->poll_ns);
     return;
 
 fail:
@@ -956,6 +968,8 @@ static const VMStateDescription vmstate_vtpm_pci = {
 static const Property vtpm_pci_properties[] = {
     DEFINE_PROP_TPMBE("tpmdev", VTPMPCIState, tpmbe),
     DEFINE_PROP_UINT32("iobase", VTPMPCIState, iobase, VTPM_PCI_IOBASE_NONE),
+    DEFINE_PROP_UINT32("poll-ns", VTPMPCIState, poll_ns,
+                       VTPM_PCI_POLL_NS_DEFAULT),
 };
 
 static void vtpm_pci_class_init(ObjectClass *klass, void *data)

@@ -365,6 +365,49 @@ static void test_tpm_cmd(const void *data)
     qtest_quit(s);
 }
 
+/* The same, with poll-ns=0: every command completes in the main loop */
+static void test_tpm_cmd_no_poll(const void *data)
+{
+    void (*check)(QTestState *s, tx_func *tx) = data;
+    QTestState *s = qtest_init("-M q35 -device vtpm-pci,poll-ns=0");
+
+    check(s, vtpm_pci_transfer);
+    qtest_quit(s);
+}
+
+/*
+ * A command longer than the longest poll (an RSA key generation) is
+ * still executing when START returns, and completes later, with its
+ * interrupt: the card's own TPM thread hands it back to the main loop.
+ */
+static void test_poll_long_command(void)
+{
+    QTestState *s = qtest_initf("-M q35 -device vtpm-pci,addr=%d.0,"
+                                "poll-ns=%d", VTPM_SLOT,
+                                VTPM_PCI_POLL_NS_MAX);
+    uint16_t port;
+
+    tpm_util_startup(s, vtpm_pci_transfer);
+    port = vtpm_pci_port(s);
+    qtest_outl(s, port + A_VTPM_INT_STATUS, R_VTPM_INT_STATUS_COMPLETE_MASK);
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);
+    start_long_command(s, port);
+    g_assert_cmphex(tpm_reg(s, port, A_VTPM_INT_STATUS), ==, 0);
+
+    g_assert_cmphex(finish_command(s, port), ==, 0);
+    g_assert_cmphex(tpm_reg(s, port, A_VTPM_INT_STATUS), ==,
+                    R_VTPM_INT_STATUS_COMPLETE_MASK);
+    assert_tpm_works(s, port);
+    qtest_quit(s);
+}
+
+static void test_poll_invalid(void)
+{
+    tpm_cmd_assert_qemu_refuses("-M q35 -device vtpm-pci,poll-ns=1000001",
+                                "poll-ns 1000001 is above the maximum, "
+                                "1000000");
+}
+
 static void test_tpm_selftest(void)
 {
     /* TPM2_SelfTest(fullTest = YES) */
@@ -1153,14 +1196,19 @@ static void add_tpm_tests(void)
         { "reset-mid-command", test_reset_mid_command },
         { "io-disabled-mid-command", test_io_disabled_mid_command },
         { "interrupts", test_interrupts },
+        { "poll/long-command", test_poll_long_command },
+        { "poll/invalid", test_poll_invalid },
     };
     size_t i;
 
     for (i = 0; i < ARRAY_SIZE(cmds); i++) {
         g_autofree char *path = g_strdup_printf("vtpm-pci/tpm/%s",
                                                 cmds[i].name);
+        g_autofree char *no_poll = g_strdup_printf("vtpm-pci/tpm/no-poll/%s",
+                                                   cmds[i].name);
 
         qtest_add_data_func(path, cmds[i].check, test_tpm_cmd);
+        qtest_add_data_func(no_poll, cmds[i].check, test_tpm_cmd_no_poll);
     }
     for (i = 0; i < ARRAY_SIZE(cases); i++) {
         g_autofree char *path = g_strdup_printf("vtpm-pci/%s",

@@ -20,9 +20,11 @@
 #define TPM2_ST_SESSIONS        0x8002
 
 #define TPM2_CC_NV_DEFINE_SPACE 0x012a
+#define TPM2_CC_CREATE_PRIMARY  0x0131
 #define TPM2_CC_NV_WRITE        0x0137
 #define TPM2_CC_STARTUP         0x0144
 #define TPM2_CC_NV_READ         0x014e
+#define TPM2_CC_FLUSH_CONTEXT   0x0165
 #define TPM2_CC_GET_RANDOM      0x017b
 #define TPM2_CC_HASH            0x017d
 #define TPM2_CC_PCR_READ        0x017e
@@ -40,7 +42,16 @@
 #define TPMA_NV_AUTHREAD        (1u << 18)
 #define TPMA_NV_NO_DA           (1u << 25)
 #define TPMA_SESSION_CONTINUESESSION 0x01
+#define TPM2_ALG_RSA            0x0001
+#define TPM2_ALG_AES            0x0006
 #define TPM2_ALG_SHA256         0x000b
+#define TPM2_ALG_NULL           0x0010
+#define TPM2_ALG_CFB            0x0043
+/*
+ * fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, restricted,
+ * decrypt
+ */
+#define TPMA_OBJECT_STORAGE_KEY 0x00030072
 #define TPM2_SHA256_SIZE        32
 #define TPM2_PCR_SELECT_SIZE    3           /* PCRs 0 to 23 */
 

@@ -36,7 +36,8 @@ static void __attribute__((noreturn)) usage(void)
     fprintf(stderr,
             "usage: tpm2c [-d DEVICE] getrandom COUNT\n"
             "       tpm2c [-d DEVICE] pcrread PCR\n"
-            "       tpm2c [-d DEVICE] pcrextend PCR DIGEST\n");
+            "       tpm2c [-d DEVICE] pcrextend PCR DIGEST\n"
+            "       tpm2c [-d DEVICE] createprimary\n");
     exit(2);
 }
 
@@ -171,6 +172,65 @@ static void pcrextend(unsigned pcr, const uint8_t *digest)
     }
 }
 
+/*
+ * TPM2_CreatePrimary of an RSA-2048 storage key in the null hierarchy, a
+ * command that takes the TPM long (it searches for two primes); prints
+ * the modulus' size in bits, and flushes the key.
+ */
+static void createprimary(void)
+{
+    struct tpm2_buf b;
+    uint32_t handle;
+    unsigned bits;
+
+    tpm2_begin(&b, TPM2_ST_SESSIONS, TPM2_CC_CREATE_PRIMARY);
+    tpm2_put(&b, TPM2_RH_NULL, 4);
+    tpm2_put_pw_session(&b);
+    tpm2_put(&b, 4, 2);                 /* inSensitive: no auth, no data */
+    tpm2_put(&b, 0, 2);
+    tpm2_put(&b, 0, 2);
+    tpm2_put(&b, 26, 2);                /* inPublic: a TPMT_PUBLIC of 26 */
+    tpm2_put(&b, TPM2_ALG_RSA, 2);
+    tpm2_put(&b, TPM2_ALG_SHA256, 2);
+    tpm2_put(&b, TPMA_OBJECT_STORAGE_KEY, 4);
+    tpm2_put(&b, 0, 2);                 /* authPolicy */
+    tpm2_put(&b, TPM2_ALG_AES, 2);      /* symmetric: AES-128-CFB */
+    tpm2_put(&b, 128, 2);
+    tpm2_put(&b, TPM2_ALG_CFB, 2);
+    tpm2_put(&b, TPM2_ALG_NULL, 2);     /* scheme */
+    tpm2_put(&b, 2048, 2);              /* keyBits */
+    tpm2_put(&b, 0, 4);                 /* exponent: the default */
+    tpm2_put(&b, 0, 2);                 /* unique */
+    tpm2_put(&b, 0, 2);                 /* outsideInfo */
+    tpm2_put(&b, 0, 4);                 /* creationPCR */
+    tpm2_end(&b);
+    transact(&b, TPM2_ST_SESSIONS);
+
+    /* objectHandle, then outPublic up to the modulus */
+    handle = tpm2_get(&b, 4);
+    if (tpm2_sessions_rsp_params(&b) < 0) {
+        die("CreatePrimary returned a malformed response");
+    }
+    tpm2_get(&b, 2);
+    if (tpm2_get(&b, 2) != TPM2_ALG_RSA) {
+        die("CreatePrimary returned a key that is not RSA");
+    }
+    b.pos += 2 + 4;                     /* nameAlg, objectAttributes */
+    b.pos += tpm2_get(&b, 2);           /* authPolicy */
+    b.pos += 6 + 2;                     /* symmetric, scheme */
+    bits = tpm2_get(&b, 2);
+    tpm2_get(&b, 4);
+    if (b.error || tpm2_get(&b, 2) * 8 != bits) {
+        die("CreatePrimary returned a modulus of another size");
+    }
+
+    tpm2_begin(&b, TPM2_ST_NO_SESSIONS, TPM2_CC_FLUSH_CONTEXT);
+    tpm2_put(&b, handle, 4);
+    tpm2_end(&b);
+    transact(&b, TPM2_ST_NO_SESSIONS);
+    printf("%u\n", bits);
+}
+
 int main(int argc, char **argv)
 {
     uint8_t digest[TPM2_SHA256_SIZE];
@@ -192,6 +252,8 @@ int main(int argc, char **argv)
         getrandom(parse_number(argv[1], 1, 32));
     } else if (!strcmp(argv[0], "pcrread") && argc == 2) {
         pcrread(parse_number(argv[1], 0, 23));
+    } else if (!strcmp(argv[0], "createprimary") && argc == 1) {
+        createprimary();
     } else if (!strcmp(argv[0], "pcrextend") && argc == 3) {
         parse_digest(argv[2], digest);
         pcrextend(parse_number(argv[1], 0, 23), digest);

@@ -4,9 +4,11 @@
  *
  * BAR 0 holds 64 ports of 32-bit registers.  A command is written to the
  * DATA port, four bytes per access, started through CONTROL, and its
- * response read back from DATA once STATUS.STATE says COMPLETE.  Completion raises the
- * card's interrupt (MSI-X, MSI or INTx) when INT_ENABLE asks for it; the
- * driver polls STATUS when no interrupt works or when asked to.
+ * response read back from DATA once STATUS.STATE says COMPLETE.  A short
+ * command is usually complete as soon as the START write returns; for one
+ * that is not, the driver enables the card's completion interrupt (MSI-X,
+ * MSI or INTx) and sleeps until it comes.  The driver polls STATUS when no
+ * interrupt works or when asked to.
  *
  * The interface is specified in QEMU's docs/specs/vtpm-pci.rst.
  *
@@ -152,6 +154,10 @@ static int vtpm_make_idle(struct vtpm_pci *priv)
 {
 	u32 state = vtpm_state(priv);
 
+	/* The usual case: the last response was read, and INT_STATUS cleared */
+	if (state == VTPM_STATE_IDLE)
+		return 0;
+
 	if (state == VTPM_STATE_EXECUTING) {
 		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_CANCEL);
 		if (vtpm_poll_done(priv, VTPM_CANCEL_TIMEOUT_US)) {
@@ -166,7 +172,10 @@ static int vtpm_make_idle(struct vtpm_pci *priv)
 	return 0;
 }
 
-/* Write a command and start it */
+/*
+ * Write a command and start it.  Returns the card's state after START,
+ * EXECUTING or, for a command done within START, COMPLETE.
+ */
 static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 {
 	u32 state;
@@ -190,20 +199,35 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_ABORT);
 		return -EIO;
 	}
-	return 0;
+	return state;
 }
 
-/* Wait for the command started last to complete */
-static int vtpm_wait(struct vtpm_pci *priv, unsigned long timeout)
+/*
+ * Wait for the command started last, which left the card in @state, to
+ * complete
+ */
+static int vtpm_wait(struct vtpm_pci *priv, u32 state, unsigned long timeout)
 {
 	long rc;
+
+	/* Done within START: nothing to wait for, no interrupt to take */
+	if (state != VTPM_STATE_EXECUTING)
+		return 0;
 
 	if (!priv->use_irq)
 		return vtpm_poll_done(priv, jiffies_to_usecs(timeout));
 
+	/*
+	 * Clear what earlier commands left in INT_STATUS; a completion
+	 * from here on raises the interrupt once it is enabled, and one
+	 * before is seen by the wait's first look at STATUS.
+	 */
+	vtpm_write(priv, VTPM_INT_STATUS, VTPM_INT_COMPLETE);
+	vtpm_write(priv, VTPM_INT_ENABLE, VTPM_INT_COMPLETE);
 	rc = wait_event_killable_timeout(priv->wq,
 					 vtpm_state(priv) != VTPM_STATE_EXECUTING,
 					 timeout);
+	vtpm_write(priv, VTPM_INT_ENABLE, 0);
 	if (rc > 0)
 		return 0;
 
@@ -215,12 +239,11 @@ static int vtpm_wait(struct vtpm_pci *priv, unsigned long timeout)
 /* Read the response of a completed command into buf */
 static int vtpm_read_response(struct vtpm_pci *priv, u8 *buf, size_t count)
 {
-	u32 len;
+	/* RSP_SIZE reads 0 unless a response is ready */
+	u32 len = vtpm_read(priv, VTPM_RSP_SIZE);
 
-	if (vtpm_state(priv) != VTPM_STATE_COMPLETE)
+	if (!len)
 		return -EIO;
-
-	len = vtpm_read(priv, VTPM_RSP_SIZE);
 	if (len < TPM_HEADER_SIZE || len > count) {
 		dev_err(&priv->pdev->dev, "response of %u bytes, room for %zu\n",
 			len, count);
@@ -230,7 +253,6 @@ static int vtpm_read_response(struct vtpm_pci *priv, u8 *buf, size_t count)
 
 	/* Reading the last byte returns the card to IDLE */
 	vtpm_read_data(priv, buf, len);
-	vtpm_write(priv, VTPM_INT_STATUS, VTPM_INT_COMPLETE);
 	return len;
 }
 
@@ -245,9 +267,9 @@ static int vtpm_transmit(struct vtpm_pci *priv, const u8 *cmd, size_t len)
 	int rc;
 
 	rc = vtpm_start(priv, cmd, len);
-	if (rc)
+	if (rc < 0)
 		return rc;
-	rc = vtpm_wait(priv, usecs_to_jiffies(VTPM_TEST_TIMEOUT_US));
+	rc = vtpm_wait(priv, rc, usecs_to_jiffies(VTPM_TEST_TIMEOUT_US));
 	if (rc)
 		return rc;
 	rc = vtpm_read_response(priv, rsp, sizeof(rsp));
@@ -265,10 +287,12 @@ static int vtpm_pci_send_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
 	int rc;
 
 	rc = vtpm_start(priv, buf, len);
-	if (rc || !priv->use_irq)
-		return rc;	/* without TPM_CHIP_FLAG_IRQ, the core polls */
+	if (rc < 0)
+		return rc;
+	if (!priv->use_irq)
+		return 0;	/* without TPM_CHIP_FLAG_IRQ, the core polls */
 
-	return vtpm_wait(priv, tpm_calc_ordinal_duration(chip, ordinal));
+	return vtpm_wait(priv, rc, tpm_calc_ordinal_duration(chip, ordinal));
 }
 
 #ifdef TPM_SEND_HAS_BUFSIZ
@@ -388,10 +412,12 @@ static bool vtpm_setup_irq(struct vtpm_pci *priv)
 	WRITE_ONCE(priv->irq_seen, false);
 	vtpm_write(priv, VTPM_INT_ENABLE, VTPM_INT_COMPLETE);
 	rc = vtpm_start(priv, cmd, len);
-	if (!rc)
+	if (rc >= 0)
 		rc = vtpm_poll_done(priv, VTPM_TEST_TIMEOUT_US);
 	if (!rc && wait_event_timeout(priv->wq, READ_ONCE(priv->irq_seen),
 				      msecs_to_jiffies(VTPM_IRQ_LATENCY_MS))) {
+		/* From now on, enabled only while a command is awaited */
+		vtpm_write(priv, VTPM_INT_ENABLE, 0);
 		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_ABORT);
 		return true;
 	}
@@ -555,8 +581,6 @@ static int vtpm_pci_resume(struct device *dev)
 	struct tpm_chip *chip = dev_get_drvdata(dev);
 	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
 
-	if (priv->use_irq)
-		vtpm_write(priv, VTPM_INT_ENABLE, VTPM_INT_COMPLETE);
 	vtpm_startup(priv);
 	return tpm_pm_resume(dev);
 }

@@ -26,6 +26,13 @@
 /* iobase property: BAR 0 not pinned */
 #define VTPM_PCI_IOBASE_NONE        UINT32_MAX
 
+/*
+ * poll-ns property: how long the START access waits for a command to
+ * complete, and the TPM's thread for the next command, before they sleep
+ */
+#define VTPM_PCI_POLL_NS_DEFAULT    50000
+#define VTPM_PCI_POLL_NS_MAX        1000000
+
 /* BAR 1: memory space, the MSI-X table and pending bits (one vector) */
 #define VTPM_PCI_MSIX_BAR           1
 
