@@ -175,7 +175,9 @@ static void pcrextend(unsigned pcr, const uint8_t *digest)
 /*
  * TPM2_CreatePrimary of an RSA-2048 storage key in the null hierarchy, a
  * command that takes the TPM long (it searches for two primes); prints
- * the modulus' size in bits, and flushes the key.
+ * the modulus' size in bits, and flushes the key.  Use it through
+ * /dev/tpm0: Linux 6.1's resource manager (/dev/tpmrm0) fails the
+ * sequence with EINVAL.
  */
 static void createprimary(void)
 {
