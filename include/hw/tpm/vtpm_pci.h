@@ -28,7 +28,7 @@
 
 /*
  * poll-ns property: how long the START access waits for a command to
- * complete, and the TPM's thread for the next command, before they sleep
+ * complete (the TPM's thread polls for the next command 4 times as long)
  */
 #define VTPM_PCI_POLL_NS_DEFAULT    50000
 #define VTPM_PCI_POLL_NS_MAX        1000000
