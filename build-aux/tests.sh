@@ -5,7 +5,7 @@
 QTESTS=(
     vtpm-pci-test
     vtpm-pci-swtpm-test
-    tpm-crb-libtpms-test
+    tpm-libtpms-test
     tpm-libtpms-state-test
     device-introspect-test
     qom-test

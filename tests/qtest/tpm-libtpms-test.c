@@ -1,0 +1,142 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * QTest testcase for QEMU's TPM interfaces (CRB, TIS) with the libtpms
+ * backend
+ *
+ * The expected responses come from the TPM 1.2 and TPM 2.0
+ * specifications (TCG TPM Main Part 3, TPM 2.0 Library Part 3).
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ */
+
+#include "qemu/osdep.h"
+
+#include "hw/acpi/tpm.h"
+#include "libqtest.h"
+#include "tpm-cmd-tests.h"
+#include "tpm-tis-util.h"
+#include "tpm-util.h"
+
+/* Where tpm-tis-util's transfer finds the TIS on a PC */
+uint64_t tpm_tis_base_addr = TPM_TIS_ADDR_BASE;
+
+typedef struct TPMInterface {
+    const char *name;           /* in the test paths */
+    const char *device;         /* the frontend, and its TpmModel */
+    tx_func *tx;
+} TPMInterface;
+
+static const TPMInterface interfaces[] = {
+    { "crb", "tpm-crb", tpm_util_crb_transfer },
+    { "tis", "tpm-tis", tpm_tis_transfer },
+};
+
+/* One test of one interface */
+typedef struct TPMTest {
+    const TPMInterface *iface;
+    void (*check)(QTestState *s, tx_func *tx);
+} TPMTest;
+
+static QTestState *start_qemu(const TPMInterface *iface,
+                              const char *tpmdev_opts)
+{
+    return qtest_initf("-machine q35 -tpmdev libtpms,id=dev%s "
+                       "-device %s,tpmdev=dev", tpmdev_opts, iface->device);
+}
+
+/* Start QEMU with a TPM 2.0, run the check through the interface, quit */
+static void test_cmd(const void *data)
+{
+    const TPMTest *t = data;
+    QTestState *s = start_qemu(t->iface, "");
+
+    t->check(s, t->iface->tx);
+    qtest_quit(s);
+}
+
+static void test_tpm12(const void *data)
+{
+    const TPMInterface *iface = data;
+    QTestState *s = start_qemu(iface, ",version=1.2");
+
+    tpm_cmd_test_tpm12(s, iface->tx);
+    qtest_quit(s);
+}
+
+static void test_query_tpm(const void *data)
+{
+    const TPMInterface *iface = data;
+    QTestState *s = start_qemu(iface, "");
+
+    tpm_cmd_assert_query_tpm(s, "dev", iface->device, "libtpms", "2.0");
+    qtest_quit(s);
+}
+
+static void test_second_tpmdev(void)
+{
+    tpm_cmd_assert_qemu_refuses("-machine none "
+                        "-tpmdev libtpms,id=a -tpmdev libtpms,id=b",
+                        "Only one TPM is allowed");
+}
+
+static void test_second_libtpms(void)
+{
+    /* Without a tpmdev, vtpm-pci creates a libtpms backend of its own */
+    if (!qtest_has_device("vtpm-pci")) {
+        g_test_skip("no vtpm-pci in this QEMU");
+        return;
+    }
+    tpm_cmd_assert_qemu_refuses("-machine q35 "
+                        "-tpmdev libtpms,id=a -device vtpm-pci",
+                        "only one libtpms TPM can exist per QEMU process");
+}
+
+static void add_interface_tests(const TPMInterface *iface)
+{
+    static const struct {
+        const char *name;
+        void (*check)(QTestState *s, tx_func *tx);
+    } checks[] = {
+        { "pcr-read-before-startup", tpm_cmd_test_pcr_read_before_startup },
+        { "get-random", tpm_cmd_test_get_random },
+        { "get-capability", tpm_cmd_test_get_capability },
+        { "pcr-extend", tpm_cmd_test_pcr_extend },
+        { "reset", tpm_cmd_test_reset },
+    };
+    g_autofree char *tpm12 = NULL;
+    g_autofree char *query = NULL;
+    size_t i;
+
+    if (!qtest_has_device(iface->device)) {
+        return;
+    }
+    for (i = 0; i < ARRAY_SIZE(checks); i++) {
+        g_autofree char *path = g_strdup_printf("/tpm-libtpms/%s/%s",
+                                                iface->name, checks[i].name);
+        TPMTest *t = g_new(TPMTest, 1);
+
+        t->iface = iface;
+        t->check = checks[i].check;
+        qtest_add_data_func_full(path, t, test_cmd, g_free);
+    }
+    tpm12 = g_strdup_printf("/tpm-libtpms/%s/tpm-1.2", iface->name);
+    qtest_add_data_func(tpm12, iface, test_tpm12);
+    query = g_strdup_printf("/tpm-libtpms/%s/query-tpm", iface->name);
+    qtest_add_data_func(query, iface, test_query_tpm);
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    g_test_init(&argc, &argv, NULL);
+
+    for (i = 0; i < ARRAY_SIZE(interfaces); i++) {
+        add_interface_tests(&interfaces[i]);
+    }
+    qtest_add_func("/tpm-libtpms/second-tpmdev", test_second_tpmdev);
+    qtest_add_func("/tpm-libtpms/second-libtpms", test_second_libtpms);
+
+    return g_test_run();
+}
