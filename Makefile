@@ -9,6 +9,9 @@
 #                 that make check does)
 #   make export   write the change as a patch series (patches are in
 #                 $(VTPM_CACHE)/series) and check it applies
+#   make check-series
+#                 build each commit of the series on its own and run its
+#                 qtests (slow: a maintainer's check before sending)
 #
 # Everything built or downloaded lives in $(VTPM_CACHE), outside the
 # checkout, so a second run only rebuilds what changed.
@@ -23,7 +26,8 @@ export QEMU_ARGS
 # "make bench QUICK=1": short runs, a few minutes in all
 QUICK ?=
 
-.PHONY: all setup fetch overlay build run check bench export refresh-patches clean
+.PHONY: all setup fetch overlay build run check bench export check-series \
+	refresh-patches clean
 
 all: build
 
@@ -50,6 +54,9 @@ bench: build
 
 export: fetch
 	@build-aux/qemu-tree.py export -o $(VTPM_CACHE)/series
+
+check-series: fetch
+	@build-aux/check-series.sh
 
 # After editing QEMU's own files in $(VTPM_CACHE)/qemu: fold the edits
 # back into patches/.

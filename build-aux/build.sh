@@ -31,12 +31,4 @@ for t in "${QTESTS[@]}"; do
 done
 ninja -C "$QEMU_BUILD" "${targets[@]}"
 
-# Where a QEMU run from the build tree looks for firmware
-fw=$QEMU_BUILD/qemu-bundle/usr/local/share/qemu
-mkdir -p "$fw"
-for dir in "${FIRMWARE_DIRS[@]}"; do
-    for f in "$dir"/*.bin "$dir"/*.rom; do
-        [ -e "$f" ] && [ ! -e "$fw/${f##*/}" ] && ln -s "$f" "$fw/"
-    done
-done
-exit 0
+link_firmware "$QEMU_BUILD"

@@ -35,3 +35,16 @@ QEMU_CONFIGURE_ARGS=(
 
 # Firmware that Debian strips from QEMU's tarball, from Debian's packages
 FIRMWARE_DIRS=(/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu)
+
+# Link that firmware where a QEMU run from build tree $1 looks for it
+link_firmware() {
+    local fw=$1/qemu-bundle/usr/local/share/qemu dir f
+
+    mkdir -p "$fw"
+    for dir in "${FIRMWARE_DIRS[@]}"; do
+        for f in "$dir"/*.bin "$dir"/*.rom; do
+            [ -e "$f" ] && [ ! -e "$fw/${f##*/}" ] && ln -s "$f" "$fw/"
+        done
+    done
+    return 0
+}

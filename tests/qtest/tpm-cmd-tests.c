@@ -302,4 +302,3 @@ void tpm_cmd_assert_qemu_refuses(const char *args, const char *message)
     g_assert_false(g_spawn_check_exit_status(status, NULL));
     g_assert_nonnull(strstr(err, message));
 }
-

@@ -7,7 +7,7 @@
 # "ok - NAME" or "not ok - NAME" (a skipped one as "skip - NAME"), one a
 # line, for build-aux/check.sh to count.
 #
-#   e2e.sh [CONFIG...]     default: all of msi intx iobase swtpm
+#   e2e.sh [CONFIG...]     default: all of msi intx iobase swtpm tpm12
 #
 # Each boot has a time limit; QEMU's exit status, set by the guest through
 # isa-debug-exit, says whether the guest saw every check pass.
@@ -23,7 +23,7 @@ BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(msi intx iobase swtpm)
+[ ${#configs[@]} -gt 0 ] || configs=(msi intx iobase swtpm tpm12)
 
 report() {          # report NAME STATUS
     if [ "$2" -eq 0 ]; then
@@ -104,6 +104,10 @@ for config in "${configs[@]}"; do
         ;;
     swtpm)
         run_swtpm
+        ;;
+    tpm12)
+        boot tpm12 "vtpm.family=1.2" \
+            -tpmdev libtpms,id=tpm0,version=1.2 -device vtpm-pci,tpmdev=tpm0
         ;;
     *)
         echo "e2e: unknown configuration $config" >&2

@@ -522,9 +522,11 @@ int main(int argc, char **argv)
             die("%s drives the card: unbind it first, or use --force",
                 c.driver);
         }
-        if (FAMILY(reg_read(&c, VTPM_STATUS)) != 2) {
-            die("the card's TPM is not a TPM 2.0");
-        }
+    }
+    /* The flags query is the card's own, for either family */
+    if ((do_startup || count) && FAMILY(reg_read(&c, VTPM_STATUS)) != 2) {
+        die("the card's TPM is not a TPM 2.0: --startup and --getrandom "
+            "send TPM 2.0 commands");
     }
     if (do_startup) {
         startup(&c);

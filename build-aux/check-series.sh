@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Check that every commit of the exported series builds on its own, and
+# that the qtests it has so far pass: apply the patches one at a time
+# with "git am" to a copy of Debian's pristine QEMU, and after each one
+# build QEMU and the qtests of the test suite that exist by then.  A
+# maintainer's check before sending the series (git bisect must never
+# land on a commit that does not build); slow, so not part of "make
+# check".
+#
+# The tree and its build live in $VTPM_CACHE/series-check, laid out like
+# the main ones (qemu/, build/) so that ccache serves most of the
+# compiles from the main build.
+
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/tests.sh"
+
+work=$VTPM_CACHE/series-check
+src=$work/qemu
+build=$work/build
+series=$VTPM_CACHE/series
+export CCACHE_BASEDIR=$VTPM_CACHE
+export CCACHE_NOHASHDIR=1
+ident=(-c user.name=vtpm-pci -c user.email=vtpm-pci@localhost)
+
+"$VTPM_TOP/build-aux/qemu-tree.py" export --output "$series" > /dev/null
+mapfile -t patches < <(ls "$series"/*.patch)
+
+echo "check-series: copying the pristine tree"
+rm -rf "$work"
+mkdir -p "$work"
+cp -a "$VTPM_CACHE/qemu-pristine" "$src"
+git -C "$src" init -q
+git -C "$src" add -A
+git -C "$src" "${ident[@]}" commit -q -m pristine
+
+# The device set of the build, less what the tree does not define yet
+devices() {
+    local line sym
+    while read -r line; do
+        case $line in
+        CONFIG_*=y)
+            sym=${line%%=*}
+            sym=${sym#CONFIG_}
+            if grep -rqs --include=Kconfig "^config $sym\$" "$src"; then
+                echo "$line"
+            fi
+            ;;
+        esac
+    done < "$VTPM_TOP/build-aux/devices-x86_64.mak"
+}
+
+n=0
+failed=0
+for patch in "${patches[@]}"; do
+    n=$((n + 1))
+    name=${patch##*/}
+    git -C "$src" "${ident[@]}" am -q "$patch"
+    devices > "$src/configs/devices/x86_64-softmmu/vtpm-pci.mak"
+    if [ ! -f "$build/build.ninja" ]; then
+        mkdir -p "$build"
+        (cd "$build" && "$src/configure" "${QEMU_CONFIGURE_ARGS[@]}") \
+            > "$work/configure.log" 2>&1 || {
+            tail -n 30 "$work/configure.log" >&2
+            echo "check-series: configure failed after $name" >&2
+            exit 1
+        }
+        link_firmware "$build"
+    fi
+
+    targets=(qemu-system-x86_64)
+    tests=()
+    for t in "${QTESTS[@]}"; do
+        if [ -f "$src/tests/qtest/$t.c" ]; then
+            targets+=("tests/qtest/$t")
+            tests+=("qtest-x86_64/$t")
+        fi
+    done
+    log=$work/$n.log
+    if ninja -C "$build" "${targets[@]}" > "$log" 2>&1 &&
+       meson test -C "$build" --no-rebuild "${tests[@]}" >> "$log" 2>&1; then
+        echo "ok $n - $name builds; ${#tests[@]} qtest programs pass"
+    else
+        echo "not ok $n - $name: see $log"
+        tail -n 20 "$log" | sed 's/^/#   /'
+        failed=$((failed + 1))
+    fi
+done
+echo "check-series: $((n - failed)) of $n commits build and pass"
+[ $failed -eq 0 ]
