@@ -627,6 +627,8 @@ static void tpm_libtpms_vm_state_change(void *opaque, bool running,
     }
     s->relock = false;
     if (!tpm_nvfile_relock(s->nv, &err)) {
+        /* Commands that change the TPM's state will fail */
+        error_prepend(&err, "tpm-libtpms: the TPM cannot save its state: ");
         error_report_err(err);
     }
 }
@@ -720,6 +722,14 @@ static int tpm_libtpms_post_load(void *opaque, int version_id)
             goto out;
         }
         tpm_nvfile_close(mem);
+    }
+    if (s->relock) {
+        /* loadvm after savevm, with the VM not resumed in between */
+        s->relock = false;
+        if (!tpm_nvfile_relock(s->nv, &err)) {
+            error_report_err(err);
+            goto out;
+        }
     }
     if (s->mig.running && !tpm_libtpms_persist(s, &err)) {
         error_report_err(err);

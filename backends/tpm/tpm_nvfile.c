@@ -332,8 +332,17 @@ bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
         return true;
     }
 
-    img = tpm_nvfile_serialize(f);
-    if (!tpm_nvfile_write(f, img, errp)) {
+    /*
+     * Without the lock, the file may be another QEMU's: one this QEMU
+     * migrated to, if this one was resumed by hand after the migration
+     */
+    if (f->lock_fd < 0) {
+        error_setg(errp, "TPM state file '%s' is not locked by this QEMU; "
+                   "not writing it", f->path);
+    } else {
+        img = tpm_nvfile_serialize(f);
+    }
+    if (!img || !tpm_nvfile_write(f, img, errp)) {
         /* The file is as it was: so is the state in memory */
         if (old) {
             g_hash_table_insert(f->blobs, g_strdup(name), g_bytes_ref(old));

@@ -951,6 +951,50 @@ static void test_migrate_refused(void)
 }
 
 /*
+ * Shared storage: source and destination on the same state file.  A
+ * source resumed by hand after the migration completed ('cont') cannot
+ * take the file back from the destination; commands that change the
+ * TPM fail on it rather than overwrite the destination's state.
+ */
+static void test_migrate_resumed_source(void)
+{
+    g_autofree char *path = g_strdup_printf("%s/shared", tmp_dir);
+    g_autofree char *uri = mig_uri();
+    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
+    g_autofree char *migrated = NULL, *after = NULL;
+    QTestState *src, *dst;
+    uint8_t rsp[64], nv[8];
+    QDict *status;
+    Cmd c;
+
+    src = start_on(path, "");
+    dst = start_on(path, incoming);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(src, NV_DATA_INDEX, 0, 8);
+    nv_write(src, NV_DATA_INDEX, "migrated");
+    mig_run(src, dst);
+    migrated = file_digest(path);
+
+    qtest_qmp_assert_success(src, "{ 'execute': 'cont' }");
+    nv_write_cmd(&c, NV_DATA_INDEX, "clobber!");
+    g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), !=,
+                    TPM2_RC_SUCCESS);
+    status = qtest_qmp(src, "{ 'execute': 'query-status' }");
+    g_assert_true(qdict_get_bool(qdict_get_qdict(status, "return"),
+                                 "running"));
+    qobject_unref(status);
+    qtest_quit(src);
+
+    /* The file is the destination's, and so is the TPM */
+    after = file_digest(path);
+    g_assert_cmpstr(after, ==, migrated);
+    nv_write(dst, NV_DATA_INDEX, "dst owns");
+    nv_read(dst, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "dst owns", 8);
+    qtest_quit(dst);
+}
+
+/*
  * A damaged stream fails the incoming migration cleanly, and leaves the
  * destination's state file alone
  */
@@ -1130,6 +1174,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/migrate/mid-command",
                    test_migrate_mid_command);
     qtest_add_func("/tpm-libtpms/migrate/refused", test_migrate_refused);
+    qtest_add_func("/tpm-libtpms/migrate/resumed-source",
+                   test_migrate_resumed_source);
     qtest_add_func("/tpm-libtpms/migrate/corrupt-stream",
                    test_migrate_corrupt);
     ret = g_test_run();
