@@ -1124,6 +1124,30 @@ static void test_pinned_replug(void)
     qtest_quit(s);
 }
 
+/*
+ * Unplugging a card whose TPM thread runs a long command: the unplug
+ * waits for the command, the thread stops, and the next card given the
+ * same backend starts a thread of its own and works.
+ */
+static void test_poll_unplug_executing(void)
+{
+    QTestState *s = qtest_initf("-M pc -tpmdev libtpms,id=t "
+                                "-device vtpm-pci,id=a,addr=%d.0,iobase=0x%x,"
+                                "tpmdev=t", VTPM_SLOT, PINNED_PORT);
+
+    tpm_util_startup(s, vtpm_pci_transfer);
+    start_long_command(s, PINNED_PORT);
+    qpci_unplug_acpi_device_test(s, "a", VTPM_SLOT);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==, 0xffffffff);
+
+    qtest_qmp_device_add(s, "vtpm-pci", "b", "{'addr': %d, 'iobase': %d, "
+                         "'tpmdev': 't'}", QPCI_DEVFN(VTPM_SLOT, 0),
+                         PINNED_PORT);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    assert_pinned_tpm_works(s);
+    qtest_quit(s);
+}
+
 static void test_pinned_invalid(void)
 {
     static const struct {
@@ -1198,6 +1222,7 @@ static void add_tpm_tests(void)
         { "interrupts", test_interrupts },
         { "poll/long-command", test_poll_long_command },
         { "poll/invalid", test_poll_invalid },
+        { "poll/unplug-executing", test_poll_unplug_executing },
     };
     size_t i;
 
