@@ -2,12 +2,14 @@
 #
 # The x86_64 device set vtpm-pci builds QEMU with (--without-default-devices
 # --with-devices-x86_64=vtpm-pci): the pc and q35 boards, the TPMs, and what
-# the tests and a serial-console guest need.  Not part of the patch series.
+# the tests and a serial-console guest need (pci-bridge: the card behind a
+# bridge).  Not part of the patch series.
 
 CONFIG_I440FX=y
 CONFIG_Q35=y
 CONFIG_ISA_DEBUG=y
 CONFIG_SERIAL_ISA=y
+CONFIG_PCI_BRIDGE=y
 CONFIG_TPM_CRB=y
 CONFIG_TPM_TIS_ISA=y
 CONFIG_VTPM_PCI=y

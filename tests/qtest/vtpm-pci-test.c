@@ -1071,6 +1071,77 @@ static void assert_pinned_tpm_works(QTestState *s)
     tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
 }
 
+/* A bridge at 00:05.0 and, on its bus 1, the card at 01:VTPM_SLOT.0 */
+#define BRIDGE_SLOT     5
+#define BUS1_DEVFN(slot) (1 << 8 | QPCI_DEVFN(slot, 0))
+
+static void pinned_transfer(QTestState *s,
+                            const unsigned char *req, size_t req_size,
+                            unsigned char *rsp, size_t rsp_size)
+{
+    vtpm_pci_transfer_at(s, PINNED_PORT, req, req_size, rsp, rsp_size);
+}
+
+/*
+ * Behind a PCI bridge, a secondary bus reset resets the card like a
+ * system reset does: BAR 0 stays pinned, the card decodes its ports
+ * again, and its TPM is new (not started).
+ */
+static void test_pinned_bridge_reset(void)
+{
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge, *card;
+    uint8_t random[8];
+
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
+                    "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x",
+                    BRIDGE_SLOT, VTPM_SLOT, PINNED_PORT);
+    bus = qpci_new_pc(s, NULL);
+    bridge = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
+    g_assert_nonnull(bridge);
+
+    /* As firmware would: number bus 1, forward 0x2000-0x2fff to it */
+    qpci_config_writeb(bridge, PCI_SECONDARY_BUS, 1);
+    qpci_config_writeb(bridge, PCI_SUBORDINATE_BUS, 1);
+    qpci_config_writeb(bridge, PCI_IO_BASE, PINNED_PORT >> 8);
+    qpci_config_writeb(bridge, PCI_IO_LIMIT, PINNED_PORT >> 8);
+    qpci_config_writew(bridge, PCI_COMMAND, PCI_COMMAND_IO);
+    card = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
+    g_assert_nonnull(card);
+    g_assert_cmphex(qpci_config_readl(card, PCI_BASE_ADDRESS_0), ==,
+                    PINNED_PORT | PCI_BASE_ADDRESS_SPACE_IO);
+    tpm_util_startup(s, pinned_transfer);
+    qtest_outl(s, PINNED_PORT + A_VTPM_SCRATCH, 0x5a5a);
+
+    /* The guest tries to move the card, and turns its decode off */
+    qpci_config_writel(card, PCI_BASE_ADDRESS_0, 0x3000);
+    qpci_config_writew(card, PCI_COMMAND, 0);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==, 0xffffffff);
+
+    qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, PCI_BRIDGE_CTL_BUS_RESET);
+    qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, 0);
+
+    g_assert_cmphex(qpci_config_readl(card, PCI_BASE_ADDRESS_0), ==,
+                    PINNED_PORT | PCI_BASE_ADDRESS_SPACE_IO);
+    g_assert_true(qpci_config_readw(card, PCI_COMMAND) & PCI_COMMAND_IO);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==,
+                    VTPM_PCI_ID_MAGIC);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_SCRATCH), ==, 0);
+    tpm_cmd_test_pcr_read_before_startup(s, pinned_transfer);
+    tpm_util_startup(s, pinned_transfer);
+    tpm_cmd_get_random(s, pinned_transfer, random, sizeof(random));
+
+    g_free(card);
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
 /*
  * Hot-unplug and replug (pc: ACPI hotplug on the root bus).  The pinned
  * base comes back with the new card, whose own TPM is a new one; a
@@ -1208,6 +1279,7 @@ static void add_tpm_tests(void)
         { "tpm/second-libtpms", test_second_libtpms },
         { "pinned/invalid", test_pinned_invalid },
         { "pinned/replug", test_pinned_replug },
+        { "pinned/bridge-reset", test_pinned_bridge_reset },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
         { "bad/overflow", test_bad_overflow },

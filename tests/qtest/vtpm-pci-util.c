@@ -111,16 +111,21 @@ size_t vtpm_pci_read_response(QTestState *s, uint16_t port,
     return len;
 }
 
-void vtpm_pci_transfer(QTestState *s,
-                       const unsigned char *req, size_t req_size,
-                       unsigned char *rsp, size_t rsp_size)
+void vtpm_pci_transfer_at(QTestState *s, uint16_t port,
+                          const unsigned char *req, size_t req_size,
+                          unsigned char *rsp, size_t rsp_size)
 {
-    uint16_t port = vtpm_pci_port(s);
-
     g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
     vtpm_pci_write_command(s, port, req, req_size);
     g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, req_size);
     qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
     vtpm_pci_wait_done(s, port);
     vtpm_pci_read_response(s, port, rsp, rsp_size);
+}
+
+void vtpm_pci_transfer(QTestState *s,
+                       const unsigned char *req, size_t req_size,
+                       unsigned char *rsp, size_t rsp_size)
+{
+    vtpm_pci_transfer_at(s, vtpm_pci_port(s), req, req_size, rsp, rsp_size);
 }

@@ -21,6 +21,10 @@ void vtpm_pci_write_command(QTestState *s, uint16_t port,
                             const unsigned char *req, size_t req_size);
 size_t vtpm_pci_read_response(QTestState *s, uint16_t port,
                               unsigned char *rsp, size_t rsp_size);
+/* One command through the card whose BAR 0 is at @port */
+void vtpm_pci_transfer_at(QTestState *s, uint16_t port,
+                          const unsigned char *req, size_t req_size,
+                          unsigned char *rsp, size_t rsp_size);
 void vtpm_pci_transfer(QTestState *s,
                        const unsigned char *req, size_t req_size,
                        unsigned char *rsp, size_t rsp_size);
