@@ -569,17 +569,19 @@ def main():
     brk = None
     if 'trace' in only:
         log('trace: booting vtpm-pci + libtpms twice, with trace events')
-        trace = os.path.join(WORK, 'logs', 'trace-timing.log')
-        counting = os.path.join(WORK, 'logs', 'trace-counting.log')
+        # Not NAME.log: that is the boot's console log
+        trace = os.path.join(WORK, 'logs', 'trace-timing.trace')
+        counting = os.path.join(WORK, 'logs', 'trace-counting.trace')
         gr = 'bench.devices=tpm0 bench.workloads=getrandom bench.portcost=0'
         try:
             for path, events, t in ((trace, TIMING_EVENTS, seconds),
                                     (counting, COUNTING_EVENTS, 0.1)):
                 if os.path.exists(path):
                     os.unlink(path)
-                boot(os.path.basename(path)[:-4], initrd, CONFIGS[0][2],
-                     False, 'vtpm', 'bench.time=%g bench.runs=3 %s'
-                     % (t, gr), timeout, trace=path, events=events)
+                boot(os.path.splitext(os.path.basename(path))[0], initrd,
+                     CONFIGS[0][2], False, 'vtpm',
+                     'bench.time=%g bench.runs=3 %s' % (t, gr), timeout,
+                     trace=path, events=events)
             timing, counts = parse_timing(trace), parse_counts(counting)
             guest = results.get('vtpm-libtpms', {}).get('tpm0', {})
             if ports.get('vtpm-libtpms') and guest.get('getrandom'):
