@@ -177,7 +177,7 @@ static void pcrextend(unsigned pcr, const uint8_t *digest)
  * command that takes the TPM long (it searches for two primes); prints
  * the modulus' size in bits, and flushes the key.  Use it through
  * /dev/tpm0: Linux 6.1's resource manager (/dev/tpmrm0) fails the
- * sequence with EINVAL.
+ * sequence with EINVAL, behind tpm-crb as behind this card.
  */
 static void createprimary(void)
 {
