@@ -212,6 +212,15 @@ void tpm_cmd_test_reset(QTestState *s, tx_func *tx)
                      ==, TPM_RSP_HDR_SIZE);
 }
 
+const TPMCmdTest tpm_cmd_tests[] = {
+    { "pcr-read-before-startup", tpm_cmd_test_pcr_read_before_startup },
+    { "get-random", tpm_cmd_test_get_random },
+    { "get-capability", tpm_cmd_test_get_capability },
+    { "pcr-extend", tpm_cmd_test_pcr_extend },
+    { "reset", tpm_cmd_test_reset },
+};
+const size_t tpm_cmd_tests_count = ARRAY_SIZE(tpm_cmd_tests);
+
 void tpm_cmd_test_tpm12(QTestState *s, tx_func *tx)
 {
     /* TPM_Startup(TPM_ST_CLEAR) */

@@ -36,6 +36,15 @@ void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx);
 void tpm_cmd_test_reset(QTestState *s, tx_func *tx);
 void tpm_cmd_test_tpm12(QTestState *s, tx_func *tx);
 
+/* The TPM 2.0 checks above, by the names tests register them under */
+typedef struct TPMCmdTest {
+    const char *name;
+    void (*check)(QTestState *s, tx_func *tx);
+} TPMCmdTest;
+
+extern const TPMCmdTest tpm_cmd_tests[];
+extern const size_t tpm_cmd_tests_count;
+
 void tpm_cmd_assert_query_tpm(QTestState *s, const char *id,
                               const char *model, const char *type,
                               const char *version);

@@ -32,10 +32,10 @@ static const TPMInterface interfaces[] = {
     { "tis", "tpm-tis", tpm_tis_transfer },
 };
 
-/* One test of one interface */
+/* One check of one interface */
 typedef struct TPMTest {
     const TPMInterface *iface;
-    void (*check)(QTestState *s, tx_func *tx);
+    const TPMCmdTest *cmd;
 } TPMTest;
 
 static QTestState *start_qemu(const TPMInterface *iface,
@@ -51,7 +51,7 @@ static void test_cmd(const void *data)
     const TPMTest *t = data;
     QTestState *s = start_qemu(t->iface, "");
 
-    t->check(s, t->iface->tx);
+    t->cmd->check(s, t->iface->tx);
     qtest_quit(s);
 }
 
@@ -94,16 +94,6 @@ static void test_second_libtpms(void)
 
 static void add_interface_tests(const TPMInterface *iface)
 {
-    static const struct {
-        const char *name;
-        void (*check)(QTestState *s, tx_func *tx);
-    } checks[] = {
-        { "pcr-read-before-startup", tpm_cmd_test_pcr_read_before_startup },
-        { "get-random", tpm_cmd_test_get_random },
-        { "get-capability", tpm_cmd_test_get_capability },
-        { "pcr-extend", tpm_cmd_test_pcr_extend },
-        { "reset", tpm_cmd_test_reset },
-    };
     g_autofree char *tpm12 = NULL;
     g_autofree char *query = NULL;
     size_t i;
@@ -111,13 +101,14 @@ static void add_interface_tests(const TPMInterface *iface)
     if (!qtest_has_device(iface->device)) {
         return;
     }
-    for (i = 0; i < ARRAY_SIZE(checks); i++) {
+    for (i = 0; i < tpm_cmd_tests_count; i++) {
         g_autofree char *path = g_strdup_printf("/tpm-libtpms/%s/%s",
-                                                iface->name, checks[i].name);
+                                                iface->name,
+                                                tpm_cmd_tests[i].name);
         TPMTest *t = g_new(TPMTest, 1);
 
         t->iface = iface;
-        t->check = checks[i].check;
+        t->cmd = &tpm_cmd_tests[i];
         qtest_add_data_func_full(path, t, test_cmd, g_free);
     }
     tpm12 = g_strdup_printf("/tpm-libtpms/%s/tpm-1.2", iface->name);

@@ -358,20 +358,20 @@ static uint32_t finish_command(QTestState *s, uint16_t port)
 /* Run one of tpm-cmd-tests' checks through the card */
 static void test_tpm_cmd(const void *data)
 {
-    void (*check)(QTestState *s, tx_func *tx) = data;
+    const TPMCmdTest *cmd = data;
     QTestState *s = qtest_init("-M q35 -device vtpm-pci");
 
-    check(s, vtpm_pci_transfer);
+    cmd->check(s, vtpm_pci_transfer);
     qtest_quit(s);
 }
 
 /* The same, with poll-ns=0: every command completes in the main loop */
 static void test_tpm_cmd_no_poll(const void *data)
 {
-    void (*check)(QTestState *s, tx_func *tx) = data;
+    const TPMCmdTest *cmd = data;
     QTestState *s = qtest_init("-M q35 -device vtpm-pci,poll-ns=0");
 
-    check(s, vtpm_pci_transfer);
+    cmd->check(s, vtpm_pci_transfer);
     qtest_quit(s);
 }
 
@@ -1258,16 +1258,6 @@ static void add_tpm_tests(void)
 {
     static const struct {
         const char *name;
-        void (*check)(QTestState *s, tx_func *tx);
-    } cmds[] = {
-        { "pcr-read-before-startup", tpm_cmd_test_pcr_read_before_startup },
-        { "get-random", tpm_cmd_test_get_random },
-        { "get-capability", tpm_cmd_test_get_capability },
-        { "pcr-extend", tpm_cmd_test_pcr_extend },
-        { "reset", tpm_cmd_test_reset },
-    };
-    static const struct {
-        const char *name;
         void (*fn)(void);
     } cases[] = {
         { "tpm/selftest", test_tpm_selftest },
@@ -1298,14 +1288,15 @@ static void add_tpm_tests(void)
     };
     size_t i;
 
-    for (i = 0; i < ARRAY_SIZE(cmds); i++) {
+    for (i = 0; i < tpm_cmd_tests_count; i++) {
+        const TPMCmdTest *cmd = &tpm_cmd_tests[i];
         g_autofree char *path = g_strdup_printf("vtpm-pci/tpm/%s",
-                                                cmds[i].name);
+                                                cmd->name);
         g_autofree char *no_poll = g_strdup_printf("vtpm-pci/tpm/no-poll/%s",
-                                                   cmds[i].name);
+                                                   cmd->name);
 
-        qtest_add_data_func(path, cmds[i].check, test_tpm_cmd);
-        qtest_add_data_func(no_poll, cmds[i].check, test_tpm_cmd_no_poll);
+        qtest_add_data_func(path, cmd, test_tpm_cmd);
+        qtest_add_data_func(no_poll, cmd, test_tpm_cmd_no_poll);
     }
     for (i = 0; i < ARRAY_SIZE(cases); i++) {
         g_autofree char *path = g_strdup_printf("vtpm-pci/%s",
