@@ -333,7 +333,7 @@ static double now(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Seconds for n operations */
@@ -370,7 +370,7 @@ static void bench(const struct workload *w, const char *target,
     for (t = 0; t < seconds / 10 && n < 1UL << 30; n *= 2) {
         t = time_ops(w->op, n);
     }
-    n = (unsigned long)(n / 2 * seconds / (t > 0 ? t : 1e-6)) + 1;
+    n = (unsigned long)(n / 2 * seconds / (t > 0 ? t : 0.000001)) + 1;
 
     for (i = 0; i < runs; i++) {
         us[i] = time_ops(w->op, n) * 1e6 / n;
