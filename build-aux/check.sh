@@ -60,8 +60,12 @@ echo "== command line"
 "$QEMU_BIN" -device help 2>&1 | grep -q '^name "vtpm-pci", bus PCI'
 result "-device help lists vtpm-pci" $?
 
-"$QEMU_BIN" -device vtpm-pci,help 2>&1 | grep -q '^  addr=<str>'
-result "-device vtpm-pci,help lists its properties" $?
+help=$("$QEMU_BIN" -device vtpm-pci,help 2>&1)
+grep -q '^  addr=<str>' <<< "$help" &&
+    grep -q '^  iobase=<uint32> *- pin BAR 0 at this I/O port' <<< "$help" &&
+    grep -q '^  poll-ns=<uint32> *- how long a START write waits' <<< "$help" &&
+    grep -q '^  tpmdev=<str> *- ID of the -tpmdev behind the card' <<< "$help"
+result "-device vtpm-pci,help lists its properties, with descriptions" $?
 
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"

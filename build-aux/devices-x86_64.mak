@@ -10,6 +10,13 @@ CONFIG_Q35=y
 CONFIG_ISA_DEBUG=y
 CONFIG_SERIAL_ISA=y
 CONFIG_PCI_BRIDGE=y
+# QEMU 10.2's x86 ACPI code calls cxl_fmws_get_all_sorted(), which
+# hw/cxl/cxl-host-stubs.c lacks: qemu-system-x86_64 links only with CXL,
+# which needs the PCI expander bridge, CXL memory devices and PCIe ports
+CONFIG_PXB=y
+CONFIG_CXL=y
+CONFIG_CXL_MEM_DEVICE=y
+CONFIG_PCIE_PORT=y
 CONFIG_TPM_CRB=y
 CONFIG_TPM_TIS_ISA=y
 CONFIG_VTPM_PCI=y

@@ -4,6 +4,12 @@
 
 : "${VTPM_CACHE:=$HOME/.cache/vtpm-pci}"
 export VTPM_CACHE
+
+# The QEMU release line the series is for: the newest Debian source of
+# it is fetched (build-aux/fetch-qemu.sh).  "make check QEMU_VERSION=X"
+# tries the series on another release that Debian's archive serves.
+: "${QEMU_VERSION:=10.2}"
+export QEMU_VERSION
 VTPM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QEMU_SRC=$VTPM_CACHE/qemu
 QEMU_BUILD=$VTPM_CACHE/build

@@ -1,49 +1,88 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# Fetch QEMU's source from Debian trixie's source package and unpack it
-# (Debian's patches applied) into the cache:
+# Fetch QEMU's source from Debian's source package and unpack it (Debian's
+# patches applied) into the cache:
 #
 #   $VTPM_CACHE/dl/               the .dsc and tarballs, kept
 #   $VTPM_CACHE/qemu-pristine/    the unpacked tree, never modified
-#   $VTPM_CACHE/qemu/             a copy that build-aux/overlay.sh edits
+#   $VTPM_CACHE/qemu/             a copy that build-aux/qemu-tree.py edits
 #
-# The revision is whatever trixie serves today; it is recorded in
-# $VTPM_CACHE/qemu-pristine/.debian-version.  When trixie moves on, the
-# next run unpacks the new one and drops the old working copy and build.
+# The series is for one upstream release line, $QEMU_VERSION (env.sh):
+# "10.2" takes the newest 10.2.x that any suite in apt's deb-src lists
+# (trixie, trixie-backports, sid; see setup-host.sh) and whose files the
+# archive actually serves, "10.2.2" exactly that release.  The Debian
+# version used is recorded in $VTPM_CACHE/qemu-pristine/.debian-version;
+# when it changes, the next run unpacks the new one and drops the old
+# working copy and build.
 
 set -euo pipefail
-: "${VTPM_CACHE:?}"
+. "$(dirname "$0")/env.sh"
 
 dl=$VTPM_CACHE/dl
 pristine=$VTPM_CACHE/qemu-pristine
 work=$VTPM_CACHE/qemu
 mkdir -p "$dl"
 
-# "'URI' qemu_10.0.13+ds-0+deb13u1.dsc SIZE HASH" -> the .dsc's name
-dsc=$(apt-get source --print-uris -q qemu/trixie 2>/dev/null |
-      awk '$2 ~ /\.dsc$/ { print $2; exit }')
-if [ -z "$dsc" ]; then
-    echo "fetch-qemu: no qemu source package for trixie;" \
+# Every qemu source version apt knows, newest first: "1:10.2.2+ds-1"
+mapfile -t listed < <(apt-cache showsrc qemu 2>/dev/null |
+                      awk '$1 == "Version:" { print $2 }' |
+                      sort -u | sort -r -V)
+if [ ${#listed[@]} -eq 0 ]; then
+    echo "fetch-qemu: apt lists no qemu source package;" \
          "run build-aux/setup-host.sh first" >&2
     exit 1
 fi
-version=${dsc#qemu_}
-version=${version%.dsc}
 
-if [ "$(cat "$pristine/.debian-version" 2>/dev/null)" = "$version" ] &&
+# The upstream release of a Debian version: 1:10.2.2+ds-1 -> 10.2.2
+upstream() {
+    local v=${1#*:}
+    v=${v%-*}
+    echo "${v%%[+~]*}"
+}
+
+matches=()
+for v in "${listed[@]}"; do
+    u=$(upstream "$v")
+    case $u in
+    "$QEMU_VERSION" | "$QEMU_VERSION".*) matches+=("$v") ;;
+    esac
+done
+
+# The newest version already downloaded, or else the newest the archive
+# serves (a listed source can still answer 404)
+version=
+for v in "${matches[@]}"; do
+    dsc=qemu_${v#*:}.dsc
+    if [ -f "$dl/$dsc" ]; then
+        version=$v
+        break
+    fi
+    if (cd "$dl" && apt-get source --download-only -q "qemu=$v") \
+        > "$dl/fetch.log" 2>&1; then
+        version=$v
+        break
+    fi
+    echo "fetch-qemu: qemu $v is listed but could not be downloaded:" \
+         "$(grep -m1 -E 'Err|E:' "$dl/fetch.log" || echo unknown error)" >&2
+done
+if [ -z "$version" ]; then
+    echo "fetch-qemu: no QEMU $QEMU_VERSION source can be fetched." >&2
+    echo "fetch-qemu: apt lists: ${listed[*]}" >&2
+    echo "fetch-qemu: set QEMU_VERSION (build-aux/env.sh) to one of them" >&2
+    exit 1
+fi
+dsc=qemu_${version#*:}.dsc
+
+if [ "$(cat "$pristine/.debian-version" 2>/dev/null)" = "${version#*:}" ] &&
    [ -f "$work/.debian-version" ]; then
     exit 0
 fi
 
-echo "fetch-qemu: QEMU $version from Debian trixie"
-if [ ! -f "$dl/$dsc" ]; then
-    (cd "$dl" && apt-get source --download-only -q qemu/trixie)
-fi
-
-rm -rf "$pristine.tmp" "$pristine" "$work" "$VTPM_CACHE/build"
+echo "fetch-qemu: QEMU ${version#*:} from Debian"
+rm -rf "$pristine.tmp" "$pristine" "$work" "$QEMU_BUILD"
 dpkg-source --no-copy -q -x "$dl/$dsc" "$pristine.tmp"
-echo "$version" > "$pristine.tmp/.debian-version"
+echo "${version#*:}" > "$pristine.tmp/.debian-version"
 mv "$pristine.tmp" "$pristine"
 
 cp -a "$pristine" "$work.tmp"

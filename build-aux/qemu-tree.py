@@ -23,6 +23,10 @@ Subcommands:
             pristine tree, and check that it applies with "git am".
   refresh   regenerate the diffs inside patches/*.patch from the files in
             the working copy, for a developer who edited them there.
+  rebase    carry patches/*.patch to another QEMU release: apply each with
+            the fuzz patch(1) allows and write its diffs anew against the
+            pristine tree, for a move to a new base (the hunks that still
+            fail are named, and the patches left as they were).
 
 A QEMU file is best edited by one patch.  When two commits of the series
 must both edit it, each patch holds its own diff, made against the file
@@ -406,6 +410,61 @@ def cmd_refresh(args):
         print('refresh: %s (%d files)' % (patch, len(diffs)))
 
 
+def cmd_rebase(args):
+    series = read_series()
+    check_series(series, args.pristine)
+    new = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        before = os.path.join(tmp, 'before')
+        after = os.path.join(tmp, 'after')
+        for patch, _ in series:
+            for path in patch_paths(patch):
+                for tree in (before, after):
+                    dst = os.path.join(tree, path)
+                    if not os.path.exists(dst):
+                        os.makedirs(os.path.dirname(dst), exist_ok=True)
+                        shutil.copy2(os.path.join(args.pristine, path), dst)
+        failed = []
+        for patch, _ in series:
+            paths = patch_paths(patch)
+            if not paths:
+                continue
+            res = subprocess.run(['patch', '-p1', '-s', '--fuzz=3',
+                                  '--no-backup-if-mismatch', '-r', '-',
+                                  '-i', os.path.join(PATCH_DIR, patch)],
+                                 cwd=after, capture_output=True, text=True)
+            if res.returncode:
+                failed.append('%s:\n%s' % (patch, res.stdout + res.stderr))
+                continue
+            diffs = []
+            for path in sorted(paths):
+                res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
+                                      '--label', 'b/' + path,
+                                      os.path.join(before, path),
+                                      os.path.join(after, path)],
+                                     capture_output=True, text=True)
+                if res.returncode > 1:
+                    raise TreeError(res.stderr)
+                if res.stdout:
+                    diffs.append('diff --git a/%s b/%s\n%s'
+                                 % (path, path, res.stdout))
+                shutil.copy2(os.path.join(after, path),
+                             os.path.join(before, path))
+            new[patch] = ''.join(diffs)
+        if failed:
+            raise TreeError('not rebased, hunks fail to apply to QEMU %s:\n'
+                            % qemu_version(args.pristine) + '\n'.join(failed))
+    for patch, diff in new.items():
+        pfile = os.path.join(PATCH_DIR, patch)
+        with open(pfile) as f:
+            head = f.read()
+        head = head[:head.index('\n---\n')].rstrip('\n') + '\n'
+        with open(pfile + '.tmp', 'w') as f:
+            f.write(head + '---\n' + diff)
+        os.replace(pfile + '.tmp', pfile)
+        print('rebase: %s' % patch)
+
+
 def main():
     cache = os.environ.get('VTPM_CACHE',
                            os.path.expanduser('~/.cache/vtpm-pci'))
@@ -424,6 +483,7 @@ def main():
                    help='also move FILE, edited in the working copy, '
                    'into PATCH')
     p.set_defaults(func=cmd_refresh)
+    sub.add_parser('rebase').set_defaults(func=cmd_rebase)
     args = parser.parse_args()
     try:
         args.func(args)

@@ -6,8 +6,8 @@
 # Everything comes from Debian's archive, reached through the mirror the
 # host's apt configuration already uses:
 #   - bookworm:           compilers, glib, libtpms, firmware, swtpm
-#   - bookworm-backports: meson >= 1.5 (QEMU 10.0 needs it)
-#   - trixie (deb-src):   QEMU 10.0's source package
+#   - bookworm-backports: meson >= 1.5 (QEMU 10.x needs it)
+#   - trixie, trixie-backports, sid (deb-src only): QEMU's source package
 #
 # Idempotent: a second run only checks that the packages are there.
 
@@ -44,30 +44,35 @@ archive_uri() {
 
 list=/etc/apt/sources.list.d/vtpm-pci.sources
 need_update=
-if [ ! -f "$list" ]; then
+uri=$(archive_uri)
+if [ -z "$uri" ]; then
+    apt-get update -q
     uri=$(archive_uri)
-    if [ -z "$uri" ]; then
-        apt-get update -q
-        uri=$(archive_uri)
-    fi
-    [ -n "$uri" ] || { echo "setup-host: no bookworm/main apt source" >&2; exit 1; }
-    log "adding bookworm-backports and trixie deb-src from $uri"
-    cat > "$list" <<SRC
+fi
+[ -n "$uri" ] || { echo "setup-host: no bookworm/main apt source" >&2; exit 1; }
+want=$(cat <<SRC
 # Added by vtpm-pci's build-aux/setup-host.sh.
-# meson >= 1.5 for QEMU 10.0 (installed explicitly with -t bookworm-backports)
+# meson >= 1.5 for QEMU (installed explicitly with -t bookworm-backports)
 Types: deb
 URIs: $uri
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
-# QEMU 10.0 source package (source only: no trixie binaries on this host)
+# QEMU's source package, from whichever suite serves the version
+# build-aux/fetch-qemu.sh wants.  Sources only: binaries from these
+# suites must never be installed on this Debian 12 host.
 Types: deb-src
 URIs: $uri
-Suites: trixie
+Suites: trixie trixie-backports sid
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
+)
+if [ "$(cat "$list" 2>/dev/null)" != "$want" ]; then
+    log "apt sources: bookworm-backports; trixie, trixie-backports and" \
+        "sid deb-src, from $uri"
+    printf '%s\n' "$want" > "$list"
     need_update=1
 fi
 

@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The qtests "make check" builds and runs, by their meson names
-# (qtest-x86_64/NAME).
+# (qtest-x86_64/NAME): the series' own, and QEMU's that the series can
+# break (the TPM tests that share its helpers, and the generic device
+# and QOM tests).
 
 QTESTS=(
     vtpm-pci-test
     vtpm-pci-swtpm-test
     tpm-libtpms-test
     tpm-libtpms-state-test
+    tpm-crb-test
+    tpm-crb-swtpm-test
+    tpm-tis-test
+    tpm-tis-swtpm-test
     device-introspect-test
     qom-test
 )

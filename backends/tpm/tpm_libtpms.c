@@ -366,6 +366,7 @@ static int tpm_libtpms_stop_worker(void *opaque)
     uint8_t cmd[12], rsp[sizeof(struct tpm_resp_hdr)];
     uint32_t cmd_len;
     int64_t rc;
+    Error *err = NULL;
 
     QEMU_LOCK_GUARD(&s->lock);
 
@@ -387,7 +388,10 @@ static int tpm_libtpms_stop_worker(void *opaque)
         tpm_cmd_set_size(cmd, cmd_len);
 
         rc = tpm_libtpms_process(s, 0, cmd, cmd_len, rsp, sizeof(rsp),
-                                 &error_warn);
+                                 &err);
+        if (err) {
+            warn_report_err(err);
+        }
         trace_tpm_libtpms_shutdown(rc);
         s->needs_shutdown = false;
     }
@@ -561,7 +565,7 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
 
 /* Migration and snapshots */
 
-static int tpm_libtpms_pre_save(void *opaque)
+static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
 {
     TPMLibtpms *s = opaque;
     unsigned char *buf = NULL;
@@ -592,8 +596,9 @@ static int tpm_libtpms_pre_save(void *opaque)
         }
     }
     if (res != TPMLIB_SUCCESS) {
-        error_report("tpm-libtpms: cannot get the TPM's state: 0x%x", res);
-        return -EIO;
+        error_setg(errp, "tpm-libtpms: cannot get the TPM's state: 0x%x",
+                   res);
+        return false;
     }
 
     /* Whoever loads this state takes the file over */
@@ -602,7 +607,7 @@ static int tpm_libtpms_pre_save(void *opaque)
         s->relock = true;
     }
     trace_tpm_libtpms_save(s->mig.permanent_size, s->mig.volatile_size);
-    return 0;
+    return true;
 }
 
 static int tpm_libtpms_post_save(void *opaque)
@@ -664,19 +669,20 @@ static bool tpm_libtpms_persist(TPMLibtpms *s, Error **errp)
            tpm_nvfile_set(s->nv, "permall", permanent, errp);
 }
 
-static int tpm_libtpms_post_load(void *opaque, int version_id)
+static bool tpm_libtpms_post_load(void *opaque, int version_id,
+                                  Error **errp)
 {
     TPMLibtpms *s = opaque;
-    Error *err = NULL;
     TPM_RESULT res = TPMLIB_SUCCESS;
     bool incoming = s->incoming;
     size_t buffer_size = incoming ? s->incoming_buffer_size : 0;
-    int ret = -EINVAL;
+    bool ok = false;
 
     if (s->mig.family != tpm_libtpms_family(s->version)) {
-        error_report("tpm-libtpms: the incoming state is of a TPM %s, this "
-                     "one is a TPM %s", s->mig.family == 1 ? "1.2" : "2.0",
-                     tpm_libtpms_version_str(s->version));
+        error_setg(errp, "tpm-libtpms: the incoming state is of a TPM %s, "
+                   "this one is a TPM %s",
+                   s->mig.family == 1 ? "1.2" : "2.0",
+                   tpm_libtpms_version_str(s->version));
         goto out;
     }
 
@@ -706,8 +712,8 @@ static int tpm_libtpms_post_load(void *opaque, int version_id)
             s->needs_shutdown = s->mig.needs_shutdown;
         }
         if (res != TPMLIB_SUCCESS) {
-            error_report("tpm-libtpms: libtpms refused the incoming TPM "
-                         "state: 0x%x", res);
+            error_setg(errp, "tpm-libtpms: libtpms refused the incoming TPM "
+                       "state: 0x%x", res);
             goto out;
         }
     }
@@ -715,10 +721,9 @@ static int tpm_libtpms_post_load(void *opaque, int version_id)
     if (incoming && s->path) {
         TPMNVFile *mem = s->nv;
 
-        s->nv = tpm_nvfile_open(s->path, s->mig.family, true, &err);
+        s->nv = tpm_nvfile_open(s->path, s->mig.family, true, errp);
         if (!s->nv) {
             s->nv = mem;
-            error_report_err(err);
             goto out;
         }
         tpm_nvfile_close(mem);
@@ -726,30 +731,28 @@ static int tpm_libtpms_post_load(void *opaque, int version_id)
     if (s->relock) {
         /* loadvm after savevm, with the VM not resumed in between */
         s->relock = false;
-        if (!tpm_nvfile_relock(s->nv, &err)) {
-            error_report_err(err);
+        if (!tpm_nvfile_relock(s->nv, errp)) {
             goto out;
         }
     }
-    if (s->mig.running && !tpm_libtpms_persist(s, &err)) {
-        error_report_err(err);
+    if (s->mig.running && !tpm_libtpms_persist(s, errp)) {
         goto out;
     }
     s->incoming = false;
     trace_tpm_libtpms_load(s->mig.permanent_size, s->mig.volatile_size);
-    ret = 0;
+    ok = true;
 out:
     tpm_libtpms_post_save(s);
-    return ret;
+    return ok;
 }
 
 static const VMStateDescription vmstate_tpm_libtpms = {
     .name = "tpm-libtpms",
     .version_id = 1,
     .minimum_version_id = 1,
-    .pre_save = tpm_libtpms_pre_save,
+    .pre_save_errp = tpm_libtpms_pre_save,
     .post_save = tpm_libtpms_post_save,
-    .post_load = tpm_libtpms_post_load,
+    .post_load_errp = tpm_libtpms_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(mig.family, TPMLibtpms),
         VMSTATE_BOOL(mig.running, TPMLibtpms),
@@ -888,7 +891,7 @@ static const QemuOptDesc tpm_libtpms_cmdline_opts[] = {
     { /* end of list */ },
 };
 
-static void tpm_libtpms_class_init(ObjectClass *klass, void *data)
+static void tpm_libtpms_class_init(ObjectClass *klass, const void *data)
 {
     TPMBackendClass *tbc = TPM_BACKEND_CLASS(klass);
 

@@ -50,6 +50,12 @@ static void tpm_nvfile_digest(const uint8_t *data, size_t len,
     g_checksum_get_digest(sha256, digest, &digest_len);
 }
 
+static gint tpm_nvfile_name_cmp(gconstpointer a, gconstpointer b,
+                                gpointer unused)
+{
+    return strcmp(a, b);
+}
+
 /* The file's image: header and payload */
 static GByteArray *tpm_nvfile_serialize(TPMNVFile *f)
 {
@@ -60,7 +66,7 @@ static GByteArray *tpm_nvfile_serialize(TPMNVFile *f)
     GList *l;
 
     g_byte_array_append(img, header, sizeof(header));
-    names = g_list_sort(names, (GCompareFunc)strcmp);
+    names = g_list_sort_with_data(names, tpm_nvfile_name_cmp, NULL);
     for (l = names; l; l = l->next) {
         GBytes *blob = g_hash_table_lookup(f->blobs, l->data);
         size_t name_len = strlen(l->data), len;

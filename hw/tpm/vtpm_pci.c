@@ -918,7 +918,7 @@ static bool vtpm_pci_data_len_valid(void *opaque, int version_id)
     return s->data_len <= s->buffer_size;
 }
 
-static int vtpm_pci_post_load(void *opaque, int version_id)
+static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
 {
     VTPMPCIState *s = opaque;
 
@@ -930,11 +930,12 @@ static int vtpm_pci_post_load(void *opaque, int version_id)
                       R_VTPM_STATUS_ACTIVATED_MASK |
                       R_VTPM_STATUS_OWNED_MASK)) ||
         s->error > VTPM_ERR_VALUE) {
-        error_report("vtpm-pci: inconsistent state in the migration stream");
-        return -EINVAL;
+        error_setg(errp, "vtpm-pci: inconsistent state in the migration "
+                   "stream");
+        return false;
     }
     s->irq_level = s->int_status & s->int_enable;
-    return 0;
+    return true;
 }
 
 static const VMStateDescription vmstate_vtpm_pci = {
@@ -942,7 +943,7 @@ static const VMStateDescription vmstate_vtpm_pci = {
     .version_id = 1,
     .minimum_version_id = 1,
     .pre_save = vtpm_pci_pre_save,
-    .post_load = vtpm_pci_post_load,
+    .post_load_errp = vtpm_pci_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, VTPMPCIState),
         VMSTATE_MSIX(parent_obj, VTPMPCIState),
@@ -972,7 +973,7 @@ static const Property vtpm_pci_properties[] = {
                        VTPM_PCI_POLL_NS_DEFAULT),
 };
 
-static void vtpm_pci_class_init(ObjectClass *klass, void *data)
+static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *pc = PCI_DEVICE_CLASS(klass);
@@ -990,6 +991,16 @@ static void vtpm_pci_class_init(ObjectClass *klass, void *data)
     dc->desc = "PCI TPM card with an I/O port interface";
     dc->vmsd = &vmstate_vtpm_pci;
     device_class_set_props(dc, vtpm_pci_properties);
+    object_class_property_set_description(klass, "tpmdev",
+        "ID of the -tpmdev behind the card; default: the card's own "
+        "libtpms TPM 2.0");
+    object_class_property_set_description(klass, "iobase",
+        "pin BAR 0 at this I/O port, a multiple of 0x40 clear of the "
+        "ports a PC reserves; 4294967295: not pinned, firmware and "
+        "guest place it");
+    object_class_property_set_description(klass, "poll-ns",
+        "how long a START write waits for the TPM, in ns (0-1000000); "
+        "0: every command completes later, by interrupt");
     rc->phases.hold = vtpm_pci_reset_hold;
     rc->phases.exit = vtpm_pci_reset_exit;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
@@ -1004,7 +1015,7 @@ static const TypeInfo vtpm_pci_info = {
     .parent = TYPE_PCI_DEVICE,
     .instance_size = sizeof(VTPMPCIState),
     .class_init = vtpm_pci_class_init,
-    .interfaces = (InterfaceInfo[]) {
+    .interfaces = (const InterfaceInfo[]) {
         { INTERFACE_CONVENTIONAL_PCI_DEVICE },
         { TYPE_TPM_IF },
         { },

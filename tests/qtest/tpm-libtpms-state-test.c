@@ -381,7 +381,7 @@ static QTestState *start_killable(const char *path)
         path);
 
     g_setenv("VTPM_KILLABLE_QEMU", wrapper, true);
-    return qtest_init_with_env("VTPM_KILLABLE_QEMU", args, true);
+    return qtest_init_ext("VTPM_KILLABLE_QEMU", args, NULL, true);
 }
 
 /* The one child of @parent: QEMU, under its shell */
@@ -912,9 +912,21 @@ static void set_return_path(QTestState *s)
                              "    'state': true } ] } }");
 }
 
+/* The reason query-migrate gives for a failed migration */
+static char *mig_error(QTestState *s)
+{
+    QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-migrate' }");
+    char *desc = g_strdup(qdict_get_try_str(qdict_get_qdict(rsp, "return"),
+                                            "error-desc"));
+
+    qobject_unref(rsp);
+    return desc;
+}
+
 /*
  * A destination that refuses the state (here: a TPM 1.2 receiving a TPM
- * 2.0) fails the migration; the source carries on, with its lock
+ * 2.0) fails the migration, and says why; the source carries on, with
+ * its lock
  */
 static void test_migrate_refused(void)
 {
@@ -925,6 +937,7 @@ static void test_migrate_refused(void)
         src_path);
     g_autofree char *lock_message = g_strdup_printf(
         "TPM state file '%s' is in use by another process", src_path);
+    g_autofree char *reason = NULL;
     QTestState *src, *dst;
     uint8_t random[8];
 
@@ -932,16 +945,21 @@ static void test_migrate_refused(void)
     dst = qtest_initf("-M q35 -tpmdev libtpms,id=t,version=1.2,path=%s/"
                       "refused-dst -device vtpm-pci,tpmdev=t -incoming defer",
                       tmp_dir);
-    qtest_set_expected_status(dst, EXIT_FAILURE);
     g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
 
     /* With a return path, the source learns that the destination failed */
     set_return_path(src);
     set_return_path(dst);
     qtest_qmp_assert_success(dst, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s } }", uri);
+                             "  'arguments': { 'uri': %s,"
+                             "                 'exit-on-error': false } }",
+                             uri);
     tpm_util_migrate(src, uri);
     mig_wait_status(src, "failed");
+    mig_wait_status(dst, "failed");
+    reason = mig_error(dst);
+    g_assert_nonnull(strstr(reason, "tpm-libtpms: the incoming state is of "
+                            "a TPM 2.0, this one is a TPM 1.2"));
     qtest_quit(dst);
 
     qtest_qmp_assert_success(src, "{ 'execute': 'cont' }");
