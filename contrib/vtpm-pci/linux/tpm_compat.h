@@ -25,9 +25,16 @@ unsigned long tpm_calc_ordinal_duration(struct tpm_chip *chip, u32 ordinal);
 int tpm_pm_suspend(struct device *dev);
 int tpm_pm_resume(struct device *dev);
 
-/* Linux 6.17 added the buffer's size to tpm_class_ops.send */
+/*
+ * Linux 6.17 added the buffer's size to tpm_class_ops.send, and with it
+ * TPM_CHIP_FLAG_SYNC: a chip with that flag returns the response from
+ * send(), in the command's buffer, and the core calls neither status()
+ * nor recv().  The flag is an enumerator, which the preprocessor cannot
+ * test.
+ */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
 #define TPM_SEND_HAS_BUFSIZ
+#define TPM_HAS_CHIP_FLAG_SYNC
 #endif
 
 #endif /* TPM_VTPM_PCI_COMPAT_H */

@@ -10,6 +10,10 @@
  * MSI or INTx) and sleeps until it comes.  The driver polls STATUS when no
  * interrupt works or when asked to.
  *
+ * Where the TPM core has TPM_CHIP_FLAG_SYNC (Linux 6.17 and later),
+ * send() runs the whole command and returns its response, so that a
+ * command done within START costs the core no recv() or STATUS poll.
+ *
  * The interface is specified in QEMU's docs/specs/vtpm-pci.rst.
  *
  * Copyright (c) 2026 The vtpm-pci authors
@@ -77,6 +81,12 @@ static bool poll;
 module_param(poll, bool, 0444);
 MODULE_PARM_DESC(poll, "Poll for completion instead of using the interrupt");
 
+#ifdef TPM_HAS_CHIP_FLAG_SYNC
+static bool sync_send = true;
+module_param_named(sync, sync_send, bool, 0444);
+MODULE_PARM_DESC(sync, "Return the response from send() (TPM_CHIP_FLAG_SYNC)");
+#endif
+
 struct vtpm_pci {
 	void __iomem *regs;
 	struct pci_dev *pdev;
@@ -85,6 +95,7 @@ struct vtpm_pci {
 	u32 buf_size;
 	bool use_irq;		/* completion is signalled by the interrupt */
 	bool irq_seen;		/* the handler ran since the last test */
+	bool sync;		/* TPM_CHIP_FLAG_SYNC: send() reads the response */
 };
 
 static u32 vtpm_read(struct vtpm_pci *priv, unsigned int reg)
@@ -204,7 +215,8 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 
 /*
  * Wait for the command started last, which left the card in @state, to
- * complete
+ * complete.  One that does not within @timeout, or whose caller is
+ * killed, is cancelled: the next command waits for it to finish.
  */
 static int vtpm_wait(struct vtpm_pci *priv, u32 state, unsigned long timeout)
 {
@@ -214,26 +226,30 @@ static int vtpm_wait(struct vtpm_pci *priv, u32 state, unsigned long timeout)
 	if (state != VTPM_STATE_EXECUTING)
 		return 0;
 
-	if (!priv->use_irq)
-		return vtpm_poll_done(priv, jiffies_to_usecs(timeout));
+	if (priv->use_irq) {
+		/*
+		 * Clear what earlier commands left in INT_STATUS; a
+		 * completion from here on raises the interrupt once it is
+		 * enabled, and one before is seen by the wait's first look
+		 * at STATUS.
+		 */
+		vtpm_write(priv, VTPM_INT_STATUS, VTPM_INT_COMPLETE);
+		vtpm_write(priv, VTPM_INT_ENABLE, VTPM_INT_COMPLETE);
+		rc = wait_event_killable_timeout(priv->wq,
+						 vtpm_state(priv) != VTPM_STATE_EXECUTING,
+						 timeout);
+		vtpm_write(priv, VTPM_INT_ENABLE, 0);
+		if (rc > 0)
+			return 0;
+		rc = rc ? -EINTR : -ETIME;
+	} else {
+		if (!vtpm_poll_done(priv, jiffies_to_usecs(timeout)))
+			return 0;
+		rc = -ETIME;
+	}
 
-	/*
-	 * Clear what earlier commands left in INT_STATUS; a completion
-	 * from here on raises the interrupt once it is enabled, and one
-	 * before is seen by the wait's first look at STATUS.
-	 */
-	vtpm_write(priv, VTPM_INT_STATUS, VTPM_INT_COMPLETE);
-	vtpm_write(priv, VTPM_INT_ENABLE, VTPM_INT_COMPLETE);
-	rc = wait_event_killable_timeout(priv->wq,
-					 vtpm_state(priv) != VTPM_STATE_EXECUTING,
-					 timeout);
-	vtpm_write(priv, VTPM_INT_ENABLE, 0);
-	if (rc > 0)
-		return 0;
-
-	/* Left executing: the next command waits for it to finish */
 	vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_CANCEL);
-	return rc ? -EINTR : -ETIME;
+	return rc;
 }
 
 /* Read the response of a completed command into buf */
@@ -280,7 +296,12 @@ static int vtpm_transmit(struct vtpm_pci *priv, const u8 *cmd, size_t len)
 
 /* TPM core operations */
 
-static int vtpm_pci_send_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
+/*
+ * Start a command; unless the core waits for it (it polls STATUS when the
+ * chip has neither TPM_CHIP_FLAG_IRQ nor TPM_CHIP_FLAG_SYNC), wait for it
+ * to complete.
+ */
+static int vtpm_pci_start_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
 {
 	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
 	u32 ordinal = be32_to_cpu(((struct tpm_header *)buf)->ordinal);
@@ -289,8 +310,8 @@ static int vtpm_pci_send_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
 	rc = vtpm_start(priv, buf, len);
 	if (rc < 0)
 		return rc;
-	if (!priv->use_irq)
-		return 0;	/* without TPM_CHIP_FLAG_IRQ, the core polls */
+	if (!priv->use_irq && !priv->sync)
+		return 0;
 
 	return vtpm_wait(priv, rc, tpm_calc_ordinal_duration(chip, ordinal));
 }
@@ -299,12 +320,20 @@ static int vtpm_pci_send_cmd(struct tpm_chip *chip, u8 *buf, size_t len)
 static int vtpm_pci_send(struct tpm_chip *chip, u8 *buf, size_t bufsiz,
 			 size_t len)
 {
-	return vtpm_pci_send_cmd(chip, buf, len);
+	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
+	int rc;
+
+	rc = vtpm_pci_start_cmd(chip, buf, len);
+	if (rc || !priv->sync)
+		return rc;
+
+	/* TPM_CHIP_FLAG_SYNC: the response's length, or an error */
+	return vtpm_read_response(priv, buf, bufsiz);
 }
 #else
 static int vtpm_pci_send(struct tpm_chip *chip, u8 *buf, size_t len)
 {
-	return vtpm_pci_send_cmd(chip, buf, len);
+	return vtpm_pci_start_cmd(chip, buf, len);
 }
 #endif
 
@@ -499,15 +528,21 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		chip->flags |= TPM_CHIP_FLAG_TPM2;
 	if (priv->use_irq)
 		chip->flags |= TPM_CHIP_FLAG_IRQ;
+#ifdef TPM_HAS_CHIP_FLAG_SYNC
+	priv->sync = sync_send;
+	if (priv->sync)
+		chip->flags |= TPM_CHIP_FLAG_SYNC;
+#endif
 
 	rc = tpm_chip_register(chip);
 	if (rc)
 		goto err_irq;
 
-	dev_info(dev, "TPM %s, interface %u.%u, %s\n",
+	dev_info(dev, "TPM %s, interface %u.%u, %s%s\n",
 		 priv->family == VTPM_FAMILY_TPM20 ? "2.0" : "1.2",
 		 major, minor,
-		 priv->use_irq ? "interrupt driven" : "polling");
+		 priv->use_irq ? "interrupt driven" : "polling",
+		 priv->sync ? ", synchronous send" : "");
 	return 0;
 
 err_irq:
