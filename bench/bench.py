@@ -21,6 +21,7 @@ fails to run; never because of a number.
 """
 
 import argparse
+import calendar
 import json
 import os
 import platform
@@ -249,7 +250,12 @@ def run_floor(seconds, runs):
 
 # --- the overhead breakdown ------------------------------------------------
 
+# A trace line with -msg timestamp=on: "PID@SECONDS.MICROSECONDS:EVENT
+# ARGS" up to QEMU 10.0, "YYYY-MM-DDTHH:MM:SS.MICROSECONDSZ EVENT ARGS"
+# since 10.1
 TRACE_LINE = re.compile(r'^\d+@(\d+)\.(\d+):(\w+) (.*)$')
+TRACE_LINE_ISO = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})Z '
+                            r'(\w+) (.*)$')
 
 
 def read_trace(path):
@@ -257,10 +263,18 @@ def read_trace(path):
     events = []
     with open(path, errors='replace') as f:
         for line in f:
-            m = TRACE_LINE.match(line.strip())
+            line = line.strip()
+            m = TRACE_LINE.match(line)
             if m:
                 t = int(m.group(1)) + int(m.group(2)) * 1e-6
-                events.append((t, m.group(3), m.group(4)))
+            else:
+                m = TRACE_LINE_ISO.match(line)
+                if not m:
+                    continue
+                t = (calendar.timegm(time.strptime(m.group(1),
+                                                   '%Y-%m-%dT%H:%M:%S')) +
+                     int(m.group(2)) * 1e-6)
+            events.append((t, m.group(3), m.group(4)))
     return events
 
 
