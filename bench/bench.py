@@ -37,7 +37,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('VTPM_CACHE',
                        os.path.expanduser('~/.cache/vtpm-pci'))
 QEMU = os.path.join(CACHE, 'build', 'qemu-system-x86_64')
-IMAGE = os.path.join(CACHE, 'guest', 'image')
+KERNELS = os.path.join(TOP, 'contrib', 'vtpm-pci', 'guest', 'kernels.sh')
 WORK = os.path.join(CACHE, 'bench')
 COMMON = os.path.join(TOP, 'contrib', 'vtpm-pci', 'common')
 
@@ -73,6 +73,7 @@ CONFIGS = [
      LIBTPMS_ARGS + ['-device', 'tpm-crb,tpmdev=tpm0'], False, 'builtin'),
 ]
 FLOOR = ('floor', 'libtpms on the host (floor)')
+IMAGE = None            # the guest image: set by build()
 
 # The trace events of the overhead breakdown: a boot that times the
 # commands (QEMU measures START to the response itself; the trace lines
@@ -98,8 +99,13 @@ class BenchError(Exception):
 def build():
     """The guest image, tpm2bench for the guest and for the host, and an
     initramfs: the image's, with tpm2bench and the benchmark's init."""
+    global IMAGE
     subprocess.run([os.path.join(TOP, 'contrib', 'vtpm-pci', 'guest',
                                  'build-image.sh')], check=True)
+    # The image of the oldest kernel line, Debian 12's own
+    oldest = subprocess.run([KERNELS, 'lines'], check=True,
+                            capture_output=True, text=True).stdout.split()[0]
+    IMAGE = os.path.join(CACHE, 'guest', 'image', oldest)
     src = os.path.join(TOP, 'bench', 'tpm2bench.c')
     cflags = ['-O2', '-Wall', '-Wextra', '-Werror', '-I', COMMON]
     root = os.path.join(WORK, 'root')

@@ -90,11 +90,18 @@ cp_status=$?
 echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
 result "checkpatch: no errors in the exported series" $cp_status
 
-# --- end to end: a Linux guest with the driver (contrib/vtpm-pci) ----------
-echo "== e2e: Linux guest"
+# --- end to end: Linux guests with the driver (contrib/vtpm-pci) ----------
+# One guest kernel of each line Debian serves (guest/kernels.sh): every
+# configuration on the newest, msi and intx on the others (guest/e2e.sh)
+echo "== e2e: Linux guests, one per kernel line"
 e2e_start=$SECONDS
-"$VTPM_TOP/contrib/vtpm-pci/linux/checkpatch.sh"
-result "checkpatch: the Linux driver is clean" $?
+kernels=$VTPM_TOP/contrib/vtpm-pci/guest/kernels.sh
+"$kernels" prepare
+result "e2e: each kernel line's kernel and headers are in the cache" $?
+for line in $("$kernels" lines 2> /dev/null | cut -d' ' -f1); do
+    "$VTPM_TOP/contrib/vtpm-pci/linux/checkpatch.sh" "$line"
+    result "checkpatch ($line): the Linux driver is clean" $?
+done
 while IFS= read -r line; do
     case $line in
     "ok - "*) result "${line#ok - }" 0 ;;

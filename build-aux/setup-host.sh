@@ -76,11 +76,13 @@ if [ "$(cat "$list" 2>/dev/null)" != "$want" ]; then
     need_update=1
 fi
 
-# The guest kernel's headers, to build contrib/vtpm-pci's driver: for the
-# ABI linux-image-amd64 depends on now, which apt's lists must know
-abi_sh=$(dirname "$0")/../contrib/vtpm-pci/guest/kernel-abi.sh
-abi=$("$abi_sh" 2>/dev/null) || { apt-get update -q && abi=$("$abi_sh"); }
-PACKAGES+=("linux-headers-$abi")
+# The guest kernels contrib/vtpm-pci is tested on, one of each line of
+# Linux Debian serves this host (bookworm's 6.1, bookworm-backports' 6.12,
+# trixie-backports' 7.x), with their headers and the trixie tree the
+# newest's module is built in: guest/kernels.sh installs debootstrap and
+# pahole from bookworm, and keeps the rest in $VTPM_CACHE; nothing from
+# another release is installed here
+"$(dirname "$0")/../contrib/vtpm-pci/guest/kernels.sh" setup
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,37 +1,46 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# Build the guest test image from Debian packages, in $VTPM_CACHE/guest:
+# Build the guest test images from Debian packages, one for each kernel
+# line of kernels.sh, in $VTPM_CACHE/guest/image/<line> (6.1, 6.12, 7.3):
 #
-#   image/bzImage       Debian's kernel
-#   image/initrd.cpio   busybox-static, lspci with its libraries, the
-#                       tpm_vtpm_pci module built against Debian's headers
-#                       for that kernel, vtpm-probe, tpm2c, and the test
-#                       script as /init
-#   image/abi           the kernel's ABI
+#   bzImage       Debian's kernel of that line
+#   initrd.cpio   busybox-static, lspci with its libraries, the
+#                 tpm_vtpm_pci module built against Debian's headers for
+#                 that kernel, vtpm-probe, tpm2c, and the test script as
+#                 /init
+#   abi           the kernel's ABI
+#   module.log    what building the module printed (nothing, when clean)
 #
-# The kernel is the one linux-image-amd64 depends on today; its headers
-# (linux-headers-<abi>) are installed by build-aux/setup-host.sh.  Debian
-# packages are downloaded once into guest/debs and reused while the
-# archive serves the same versions.
+#   build-image.sh [LINE...]     default: every line
+#
+# kernels.sh fetches the kernels and their headers (once per ABI);
+# Debian's user-space packages are downloaded once into guest/debs and
+# reused while the archive serves the same versions.  The module is
+# rebuilt when its sources or the kernel change.
 
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 contrib=$(dirname "$here")
 : "${VTPM_CACHE:=$HOME/.cache/vtpm-pci}"
+export VTPM_CACHE
 top=$VTPM_CACHE/guest
 debs=$top/debs
-image=$top/image
+images=$top/image
 work=$top/work
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: %s\n' "$*" >&2; exit 1; }
 
-abi=$("$here/kernel-abi.sh")
-headers=/usr/src/linux-headers-$abi
-[ -d "$headers" ] ||
-    die "$headers is missing: run build-aux/setup-host.sh (as root)"
+"$here/kernels.sh" prepare
+mapfile -t lines < <("$here/kernels.sh" lines)
+want=("$@")
+if [ ${#want[@]} -eq 0 ]; then
+    for l in "${lines[@]}"; do
+        want+=("${l%% *}")
+    done
+fi
 
 # Download PACKAGE... at their candidate versions, unless already there
 fetch() {
@@ -59,24 +68,6 @@ closure() {
         --no-conflicts --no-breaks --no-replaces --no-enhances "$@" |
         grep -v -e '^ ' -e '^<' | sort -u
 }
-
-mkdir -p "$image"
-
-# --- the kernel -------------------------------------------------------------
-# The bzImage, not an uncompressed vmlinux booted through PVH: under TCG
-# both boot in the same time (the decompression takes a tenth of a
-# second), and a PVH-booted kernel does not come back from S3.
-if [ "$(cat "$image/abi" 2>/dev/null)" != "$abi" ] ||
-   [ ! -f "$image/bzImage" ]; then
-    kdeb=$(fetch "linux-image-$abi")
-    log "extracting the kernel from linux-image-$abi"
-    rm -rf "$work" && mkdir -p "$work"
-    dpkg --fsys-tarfile "$kdeb" |
-        tar -x -C "$work" "./boot/vmlinuz-$abi" "./boot/config-$abi"
-    cp "$work/boot/config-$abi" "$image/config"
-    mv "$work/boot/vmlinuz-$abi" "$image/bzImage"
-    echo "$abi" > "$image/abi"
-fi
 
 # --- user space from Debian -------------------------------------------------
 rm -rf "$work" && mkdir -p "$work/pkgs" "$work/root"
@@ -111,24 +102,69 @@ copy_libs() {
 copy_libs "$root/usr/bin/lspci"
 cp -L "${libdirs[0]}/ld-linux-x86-64.so.2" "$root/lib64/"
 
-# --- ours: the module, the tools, the test script ---------------------------
-log "building tpm_vtpm_pci.ko against $headers"
-cp -r "$contrib/linux" "$work/module"
-make -s -C "$headers" M="$work/module" modules > "$work/module.log" 2>&1 || {
-    cat "$work/module.log" >&2
-    die "the module does not build"
-}
-grep -E 'warning|error' "$work/module.log" >&2 || true
-cp "$work/module/tpm_vtpm_pci.ko" "$root/lib/modules/"
-
+# --- ours: the tools and the test script ---------------------------------------
 cflags=(-O2 -Wall -Wextra -Werror -static -I"$contrib/common")
 gcc "${cflags[@]}" -o "$root/sbin/vtpm-probe" "$contrib/probe/vtpm-probe.c"
 gcc "${cflags[@]}" -o "$root/sbin/tpm2c" "$here/tpm2c.c"
 install -m 755 "$here/init" "$root/init"
 mknod -m 600 "$root/dev/console" c 5 1
 
-# Uncompressed: unpacking is a copy, faster under TCG than inflating
-(cd "$root" && find . | LC_ALL=C sort |
-     cpio -o -H newc -R 0:0 --quiet) > "$image/initrd.cpio.new"
-mv "$image/initrd.cpio.new" "$image/initrd.cpio"
-log "image ready: $image (kernel $abi)"
+# cpio_of DIR: an uncompressed newc archive of DIR on stdout (unpacking is
+# a copy, faster under TCG than inflating)
+cpio_of() {
+    (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet)
+}
+cpio_of "$root" > "$work/base.cpio"
+
+# --- the module and the image of each line -----------------------------------
+rm -f "$images"/{bzImage,initrd.cpio,abi,config}   # one image, before lines
+# The kernel unpacks concatenated archives in order: the base, then the
+# module's
+for label in "${want[@]}"; do
+    read -r _ abi _ _ < <(printf '%s\n' "${lines[@]}" |
+                          awk -v l="$label" '$1 == l') ||
+        die "no kernel line $label (know: $(printf '%s\n' "${lines[@]}" |
+                                           cut -d' ' -f1 | xargs))"
+    image=$images/$label
+    kdir=$VTPM_CACHE/kernels/$abi
+    mkdir -p "$image"
+    key=$( (echo "$abi"; cat "$kdir/stamp";
+            cd "$contrib/linux" && cat -- *.c *.h Kbuild Makefile) |
+          sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$image/module.key" 2>/dev/null)" != "$key" ] ||
+       [ ! -f "$image/tpm_vtpm_pci.ko" ]; then
+        log "$label: building tpm_vtpm_pci.ko against $abi"
+        rm -rf "$work/module" && mkdir -p "$work/module"
+        cp "$contrib/linux/"{*.c,*.h,Kbuild,Makefile} "$work/module/"
+        "$here/kernels.sh" build "$label" "$work/module" \
+            > "$work/module.log" 2>&1 || {
+            cat "$work/module.log" >&2
+            die "$label: the module does not build against $abi"
+        }
+        # make's own chatter is not the compiler's
+        grep -v -e '^make\(\[[0-9]*\]\)\?: \(Entering\|Leaving\) directory' \
+            "$work/module.log" > "$image/module.log" || true
+        cp "$work/module/tpm_vtpm_pci.ko" "$image/"
+        echo "$key" > "$image/module.key"
+    fi
+    if [ -s "$image/module.log" ]; then
+        sed "s/^/build-image: $label: /" "$image/module.log" >&2
+    fi
+
+    rm -rf "$work/mod" && mkdir -p "$work/mod/lib/modules"
+    cp "$image/tpm_vtpm_pci.ko" "$work/mod/lib/modules/"
+    { cat "$work/base.cpio"; cpio_of "$work/mod"; } > "$image/initrd.cpio.new"
+    mv "$image/initrd.cpio.new" "$image/initrd.cpio"
+    cp "$kdir/bzImage" "$image/bzImage.new"
+    mv "$image/bzImage.new" "$image/bzImage"
+    cp "$kdir/config" "$image/config"
+    echo "$abi" > "$image/abi"
+    log "$label: image ready: $image (kernel $abi)"
+done
+
+# Images of lines that moved on (7.3 when trixie-backports serves 7.4)
+for dir in "$images"/*/; do
+    [ -d "$dir" ] || continue
+    printf '%s\n' "${lines[@]}" | cut -d' ' -f1 | grep -qxF "$(basename "$dir")" ||
+        rm -rf "$dir"
+done
