@@ -4,25 +4,39 @@
 
 The project holds the change to QEMU in two forms:
 
-  * new files, at the paths they have in QEMU's tree (hw/, include/, ...);
-  * edits to files QEMU already has, as patches in patches/, one per
-    commit of the series, applied in the order patches/series gives.
+  * new files, at the paths they have in QEMU's tree (hw/, include/, ...),
+    in their final version;
+  * edits, as patches in patches/, one per commit of the series, applied
+    in the order patches/series gives: the edits to files QEMU already
+    has, and the edits later commits make to a new file.
 
 patches/series names each patch and, on the indented lines under it, the
-new files that belong to the same commit.  Every new file must be claimed
-by exactly one commit, so the exported series is the whole change.
+new files that the same commit introduces.  Every new file must be
+claimed by exactly one commit, so the exported series is the whole
+change.
+
+A new file can grow over the series: the commit that lists it adds it,
+and the patches after it may each hold a "diff --git" block for it, like
+a block for one of QEMU's files.  The checkout keeps only the final
+version; the version a commit adds, or leaves after it, is the final one
+with the diffs of the patches after it reverse-applied, newest first.
 
 Subcommands:
 
   overlay   make a working copy of QEMU's tree match the project: new files
             become symlinks into the checkout (an edit is seen by the next
-            build), edited files are rewritten only when their content
-            changes, and what earlier overlays added but the project no
-            longer has is put back as it was.
+            build, which is of the final version), edited files are
+            rewritten only when their content changes, and what earlier
+            overlays added but the project no longer has is put back as
+            it was.
   export    write the change as a git format-patch series against the
             pristine tree, and check that it applies with "git am".
   refresh   regenerate the diffs inside patches/*.patch from the files in
             the working copy, for a developer who edited them there.
+  split     move part of a file's change into a later commit: given the
+            file as it should be before that commit (made outside the
+            checkout), rewrite the commit's diff of it, and the diff
+            that now leads to that version.
   rebase    carry patches/*.patch to another QEMU release: apply each with
             the fuzz patch(1) allows and write its diffs anew against the
             pristine tree, for a move to a new base (the hunks that still
@@ -32,7 +46,17 @@ A QEMU file is best edited by one patch.  When two commits of the series
 must both edit it, each patch holds its own diff, made against the file
 as the patches before it leave it; refresh then folds an edit made in
 the working copy into the first of them, and keeps the later patches'
-diffs as they are.
+diffs as they are.  The same goes for a new file: an edit to its final
+version lands in the commit that adds it, as long as the later patches'
+diffs still reverse-apply; where one does not, export and refresh name
+the file and the patch whose diff needs fixing.
+
+To split a commit, say to move a feature out of the commit that adds
+FILE into a later PATCH (first listed in patches/series, with its commit
+message): copy FILE out of the checkout, take the feature out of the
+copy, and run "qemu-tree.py split PATCH FILE COPY".  Work from the last
+commit back: the copy is FILE as it is before PATCH, which for the next
+split is the version the earlier commit leaves.
 """
 
 import argparse
@@ -135,8 +159,15 @@ def tracked_tree_files():
         return sorted(p for p in found if not p.startswith(PROJECT_DIRS))
 
 
+def introduced(series):
+    """{new file: the patch of the commit that adds it}"""
+    return {path: patch for patch, files in series for path in files}
+
+
 def check_series(series, pristine):
-    """Every new file claimed once, and none of them already in QEMU."""
+    """Every new file claimed once, none of them already in QEMU, and
+    edited only after the commit that adds it.  Returns {file: [the
+    patches that edit it, in order]}, for QEMU's files and new ones."""
     claimed = {}
     for patch, files in series:
         if not os.path.isfile(os.path.join(PATCH_DIR, patch)):
@@ -157,25 +188,38 @@ def check_series(series, pristine):
         raise TreeError('not listed in patches/series: ' +
                         ', '.join(unclaimed))
     edited = {}
-    for patch, _ in series:
+    added = set()
+    for patch, files in series:
         for path in patch_paths(patch):
+            if path in claimed and path not in added:
+                raise TreeError('%s edits %s, which %s adds: only the '
+                                'patches after that one may hold a diff '
+                                'of it' % (patch, path, claimed[path]))
             edited.setdefault(path, []).append(patch)
+        added.update(files)
     return edited
 
 
 def apply_patches(series, pristine, dest):
-    """Copy the files the patches edit from pristine into dest, patch them."""
+    """Copy the QEMU files the patches edit from pristine into dest, and
+    patch them to their final version; the new files' diffs are left out
+    (the checkout has their final version)."""
+    new = introduced(series)
     for patch, _ in series:
         for path in patch_paths(patch):
+            if path in new:
+                continue
             os.makedirs(os.path.dirname(os.path.join(dest, path)),
                         exist_ok=True)
             shutil.copy2(os.path.join(pristine, path),
                          os.path.join(dest, path))
     for patch, _ in series:
-        if not patch_paths(patch):
+        paths = patch_paths(patch)
+        if all(path in new for path in paths):
             continue
-        res = subprocess.run(['git', 'apply', '--whitespace=error-all',
-                              os.path.join(PATCH_DIR, patch)],
+        res = subprocess.run(['git', 'apply', '--whitespace=error-all'] +
+                             ['--exclude=' + p for p in paths if p in new] +
+                             [os.path.join(PATCH_DIR, patch)],
                              cwd=dest, capture_output=True, text=True)
         if res.returncode:
             raise TreeError('%s does not apply to QEMU %s:\n%s'
@@ -275,7 +319,7 @@ def git(repo, *argv, **kw):
 
 def cmd_export(args):
     series = read_series()
-    check_series(series, args.pristine)
+    edited = check_series(series, args.pristine)
     version = qemu_version(args.pristine)
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -285,6 +329,7 @@ def cmd_export(args):
 
     ident = ['-c', 'user.name=vtpm-pci export',
              '-c', 'user.email=vtpm-pci@localhost']
+    added = added_versions(series, edited)
     with tempfile.TemporaryDirectory() as tmp:
         # A repository holding just the pristine files the series edits is
         # enough to produce the patches: blob ids do not depend on the rest.
@@ -293,6 +338,8 @@ def cmd_export(args):
         git(repo, 'init', '-q')
         for patch, _ in series:
             for path in patch_paths(patch):
+                if path in added:
+                    continue
                 dst = os.path.join(repo, path)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 shutil.copy2(os.path.join(args.pristine, path), dst)
@@ -307,10 +354,16 @@ def cmd_export(args):
             for path in files:
                 dst = os.path.join(repo, path)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
-                shutil.copyfile(os.path.join(TOP, path), dst)
+                with open(dst, 'wb') as f:
+                    f.write(added[path])
                 git(repo, 'add', path)
             git(repo, 'commit', '-q', '-s', '-F', '-',
                 input=patch_message(patch))
+        for path in added:
+            if digest(os.path.join(repo, path)) != digest(os.path.join(TOP,
+                                                                     path)):
+                raise TreeError('%s: the series does not end with the '
+                                'checkout\'s version' % path)
         git(repo, 'format-patch', '-q', '--no-signature', '-o', out,
             base + '..HEAD')
 
@@ -341,6 +394,36 @@ def patch_diffs(patch):
     return diffs
 
 
+def unapply(path, text, patches):
+    """The versions of path that the patches in patches (in series order)
+    go through, ending with text: [before patches[0], ..., before
+    patches[-1], text], by reverse-applying their diffs, newest first."""
+    versions = [text]
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = os.path.join(tmp, path)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, 'wb') as f:
+            f.write(text)
+        for patch in reversed(patches):
+            res = subprocess.run(['git', 'apply', '-R', '--include=' + path,
+                                  os.path.join(PATCH_DIR, patch)],
+                                 cwd=tmp, capture_output=True, text=True)
+            if res.returncode:
+                raise TreeError('cannot take the edits of %s out of %s: '
+                                'its diff no longer fits the file as the '
+                                'patches after it leave it; fix the diff of '
+                                '%s in %s (qemu-tree.py split)\n%s'
+                                % (patch, path, path, patch, res.stderr))
+            with open(dst, 'rb') as f:
+                versions.insert(0, f.read())
+    return versions
+
+
+def read_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
 def without_later_edits(path, later, work, tmp):
     """The working copy of path, with the edits of the patches in later
     taken out; those patches keep their diffs of it."""
@@ -348,24 +431,73 @@ def without_later_edits(path, later, work, tmp):
         return os.path.join(work, path)
     dst = os.path.join(tmp, path)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    shutil.copyfile(os.path.join(work, path), dst)
-    for patch in reversed(later):
-        res = subprocess.run(['git', 'apply', '-R', '--include=' + path,
-                              os.path.join(PATCH_DIR, patch)],
-                             cwd=tmp, capture_output=True, text=True)
-        if res.returncode:
-            raise TreeError('cannot take the edits of %s out of %s:\n%s'
-                            % (patch, path, res.stderr))
+    with open(dst, 'wb') as f:
+        f.write(unapply(path, read_bytes(os.path.join(work, path)),
+                        later)[0])
     return dst
+
+
+def added_versions(series, edited):
+    """{new file: its content in the commit that adds it}: the final
+    version without the edits of the patches after that commit."""
+    return {path: unapply(path, read_bytes(os.path.join(TOP, path)),
+                          edited.get(path, []))[0]
+            for path in introduced(series)}
+
+
+def make_diff(path, old, new):
+    """A "diff --git" block from old to new (bytes), or '' if they match."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for name, text in (('old', old), ('new', new)):
+            files.append(os.path.join(tmp, name))
+            with open(files[-1], 'wb') as f:
+                f.write(text)
+        res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
+                              '--label', 'b/' + path] + files,
+                             capture_output=True, text=True)
+    if res.returncode > 1:
+        raise TreeError(res.stderr)
+    if not res.stdout:
+        return ''
+    return 'diff --git a/%s b/%s\n%s' % (path, path, res.stdout)
+
+
+def write_patch(patch, diffs):
+    """Replace the diffs of a patch with {path: "diff --git" block}."""
+    diff = ''.join(diffs[p] for p in sorted(diffs))
+    pfile = os.path.join(PATCH_DIR, patch)
+    with open(pfile) as f:
+        head = f.read()
+    for marker in ('\n---\n', '\ndiff --git '):
+        if marker in head:
+            head = head[:head.index(marker)]
+            break
+    head = head.rstrip('\n') + '\n'
+    new = head + ('---\n' + diff if diff else '')
+    if not new.endswith('\n'):
+        new += '\n'
+    with open(pfile + '.tmp', 'w') as f:
+        f.write(new)
+    os.replace(pfile + '.tmp', pfile)
 
 
 def cmd_refresh(args):
     series = read_series()
     edited = check_series(series, args.pristine)
+    new_files = introduced(series)
+    # An edit of a new file is in its final version already, and so in
+    # the commit that adds it; the later patches' diffs must still fit.
+    added_versions(series, edited)
+    edited = {p: owners for p, owners in edited.items()
+              if p not in new_files}
     order = [patch for patch, _ in series]
     for patch, path in args.add or []:
         if patch not in order:
             raise TreeError('%s is not in patches/series' % patch)
+        if path in new_files:
+            raise TreeError('%s is a new file: list it under its commit in '
+                            'patches/series' % path)
         owners = edited.setdefault(path, [])
         if owners and order.index(patch) > order.index(owners[0]):
             raise TreeError('%s is edited by %s, which comes before %s; '
@@ -375,93 +507,107 @@ def cmd_refresh(args):
     for patch, _ in series:
         paths = sorted(p for p, owners in edited.items()
                        if owners[0] == patch)
-        kept = {p: d for p, d in patch_diffs(patch).items()
-                if edited.get(p, [patch])[0] != patch}
-        diffs = dict(kept)
+        diffs = {p: d for p, d in patch_diffs(patch).items()
+                 if p in new_files or edited.get(p, [patch])[0] != patch}
         for path in paths:
             with tempfile.TemporaryDirectory() as tmp:
-                new = without_later_edits(path, edited[path][1:],
-                                          args.work, tmp)
-                res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
-                                      '--label', 'b/' + path,
-                                      os.path.join(args.pristine, path),
-                                      new],
-                                     capture_output=True, text=True)
-            if res.returncode > 1:
-                raise TreeError(res.stderr)
-            if res.stdout:
-                diffs[path] = 'diff --git a/%s b/%s\n%s' % (path, path,
-                                                            res.stdout)
-        diff = ''.join(diffs[p] for p in sorted(diffs))
-        pfile = os.path.join(PATCH_DIR, patch)
-        with open(pfile) as f:
-            head = f.read()
-        for marker in ('\n---\n', '\ndiff --git '):
-            if marker in head:
-                head = head[:head.index(marker)]
-                break
-        head = head.rstrip('\n') + '\n'
-        new = head + ('---\n' + diff if diff else '')
-        if not new.endswith('\n'):
-            new += '\n'
-        with open(pfile + '.tmp', 'w') as f:
-            f.write(new)
-        os.replace(pfile + '.tmp', pfile)
+                diff = make_diff(path,
+                                 read_bytes(os.path.join(args.pristine,
+                                                         path)),
+                                 read_bytes(without_later_edits(
+                                     path, edited[path][1:], args.work,
+                                     tmp)))
+            if diff:
+                diffs[path] = diff
+        write_patch(patch, diffs)
         print('refresh: %s (%d files)' % (patch, len(diffs)))
+
+
+def cmd_split(args):
+    series = read_series()
+    edited = check_series(series, args.pristine)
+    order = [patch for patch, _ in series]
+    patch, path = args.patch, os.path.normpath(args.file)
+    if patch not in order:
+        raise TreeError('%s is not in patches/series' % patch)
+    before = read_bytes(args.before)
+    editors = edited.get(path, [])
+    adder = introduced(series).get(path)
+    if adder:
+        if order.index(adder) >= order.index(patch):
+            raise TreeError('%s is added by %s: split it into a patch after '
+                            'that one' % (path, adder))
+        final = read_bytes(os.path.join(TOP, path))
+    else:
+        if not editors or order.index(editors[0]) >= order.index(patch):
+            raise TreeError('%s: no patch before %s edits it' % (path, patch))
+        with tempfile.TemporaryDirectory() as tmp:
+            apply_patches(series, args.pristine, tmp)
+            final = read_bytes(os.path.join(tmp, path))
+    # versions[i] is the file before editors[i]; versions[-1] the final one
+    versions = unapply(path, final, editors)
+    earlier = [e for e in editors if order.index(e) < order.index(patch)]
+    after = versions[len(earlier) + (patch in editors)]
+
+    changed = {patch: make_diff(path, before, after)}
+    if earlier:
+        # The last edit before patch now leads to the given version; with
+        # none, the commit that adds the file adds that version.
+        changed[earlier[-1]] = make_diff(path, versions[len(earlier) - 1],
+                                         before)
+    for name, diff in changed.items():
+        diffs = patch_diffs(name)
+        diffs.pop(path, None)
+        if diff:
+            diffs[path] = diff
+        write_patch(name, diffs)
+        print('split: %s %s %s' % (name, 'edits' if diff else 'leaves', path))
 
 
 def cmd_rebase(args):
     series = read_series()
-    check_series(series, args.pristine)
+    edited = check_series(series, args.pristine)
+    new_files = introduced(series)
     new = {}
     with tempfile.TemporaryDirectory() as tmp:
         before = os.path.join(tmp, 'before')
         after = os.path.join(tmp, 'after')
-        for patch, _ in series:
-            for path in patch_paths(patch):
-                for tree in (before, after):
-                    dst = os.path.join(tree, path)
-                    if not os.path.exists(dst):
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                        shutil.copy2(os.path.join(args.pristine, path), dst)
+        for path in edited:
+            if path in new_files:
+                continue
+            for tree in (before, after):
+                dst = os.path.join(tree, path)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copy2(os.path.join(args.pristine, path), dst)
         failed = []
         for patch, _ in series:
-            paths = patch_paths(patch)
+            # The diffs of new files do not depend on QEMU: kept as they are
+            diffs = patch_diffs(patch)
+            paths = sorted(p for p in diffs if p not in new_files)
             if not paths:
                 continue
             res = subprocess.run(['patch', '-p1', '-s', '--fuzz=3',
-                                  '--no-backup-if-mismatch', '-r', '-',
-                                  '-i', os.path.join(PATCH_DIR, patch)],
+                                  '--no-backup-if-mismatch', '-r', '-'],
+                                 input=''.join(diffs[p] for p in paths),
                                  cwd=after, capture_output=True, text=True)
             if res.returncode:
                 failed.append('%s:\n%s' % (patch, res.stdout + res.stderr))
                 continue
-            diffs = []
-            for path in sorted(paths):
-                res = subprocess.run(['diff', '-u', '--label', 'a/' + path,
-                                      '--label', 'b/' + path,
-                                      os.path.join(before, path),
-                                      os.path.join(after, path)],
-                                     capture_output=True, text=True)
-                if res.returncode > 1:
-                    raise TreeError(res.stderr)
-                if res.stdout:
-                    diffs.append('diff --git a/%s b/%s\n%s'
-                                 % (path, path, res.stdout))
+            for path in paths:
+                diffs[path] = make_diff(path,
+                                        read_bytes(os.path.join(before,
+                                                                path)),
+                                        read_bytes(os.path.join(after, path)))
+                if not diffs[path]:
+                    del diffs[path]
                 shutil.copy2(os.path.join(after, path),
                              os.path.join(before, path))
-            new[patch] = ''.join(diffs)
+            new[patch] = diffs
         if failed:
             raise TreeError('not rebased, hunks fail to apply to QEMU %s:\n'
                             % qemu_version(args.pristine) + '\n'.join(failed))
-    for patch, diff in new.items():
-        pfile = os.path.join(PATCH_DIR, patch)
-        with open(pfile) as f:
-            head = f.read()
-        head = head[:head.index('\n---\n')].rstrip('\n') + '\n'
-        with open(pfile + '.tmp', 'w') as f:
-            f.write(head + '---\n' + diff)
-        os.replace(pfile + '.tmp', pfile)
+    for patch, diffs in new.items():
+        write_patch(patch, diffs)
         print('rebase: %s' % patch)
 
 
@@ -483,6 +629,18 @@ def main():
                    help='also move FILE, edited in the working copy, '
                    'into PATCH')
     p.set_defaults(func=cmd_refresh)
+    p = sub.add_parser('split',
+                       help='move part of the change to FILE into a '
+                       'later PATCH')
+    p.add_argument('patch', metavar='PATCH',
+                   help='the patch, listed in patches/series, that is to '
+                   'make that part of the change')
+    p.add_argument('file', metavar='FILE',
+                   help='the file, by its path in QEMU\'s tree')
+    p.add_argument('before', metavar='VERSION',
+                   help='FILE as it is to be before PATCH: a copy made '
+                   'outside the checkout, with that part taken out')
+    p.set_defaults(func=cmd_split)
     sub.add_parser('rebase').set_defaults(func=cmd_rebase)
     args = parser.parse_args()
     try:
