@@ -20,7 +20,9 @@
 #                           build-aux/setup-host.sh
 #   kernels.sh prepare      fetch and unpack what every line needs, into
 #                           $VTPM_CACHE/kernels (root: it builds a trixie
-#                           tree); prints nothing when all is there
+#                           tree); prints nothing when all is there, and
+#                           does nothing with VTPM_KERNELS_PREPARED set
+#                           (by a caller that just prepared)
 #   kernels.sh lines        LABEL ABI VERSION BUILDER, oldest first, as
 #                           resolved by the last prepare
 #   kernels.sh build LABEL DIR
@@ -302,6 +304,11 @@ clean_tree() {
 
 prepare() {
     local lines label abi ver builder
+    # Resolved once a run: build-aux/check.sh prepares, then its e2e
+    # tests and the benchmark build their images
+    if [ -n "${VTPM_KERNELS_PREPARED:-}" ] && [ -f "$lines_file" ]; then
+        return 0
+    fi
     mkdir -p "$top"
     [ -e "$tree/usr/bin/gcc-14" ] || make_tree
     refresh_tree
