@@ -7,12 +7,19 @@ runs bench/tpm2bench in it through /dev/tpm0 and /dev/tpmrm0, runs the
 same workloads against libtpms called directly on the host (the floor),
 and prints one table: operations per second and microseconds per
 operation (the median of several runs), each with its ratio to tpm-crb +
-swtpm measured in the same run.  Then host memory (QEMU's and swtpm's
-RSS), and the device overhead of vtpm-pci + libtpms for GetRandom(32):
-where QEMU spends its time per command outside libtpms, from a run with
-trace events on.
+swtpm measured in the same run on the same kernel.  Every configuration
+runs on the guest image's oldest kernel line (Debian 12's 6.1); the
+newest (7.x) adds its rows for vtpm-pci + libtpms, with and without
+TPM_CHIP_FLAG_SYNC, and tpm-crb + swtpm.  Then host memory (QEMU's and
+swtpm's RSS), and the device overhead of vtpm-pci + libtpms for
+GetRandom(32): where QEMU spends its time per command outside libtpms,
+from a run with trace events on; and, on the newest kernel, the port
+accesses per GetRandom(32) with and without TPM_CHIP_FLAG_SYNC.
 
     bench/bench.py [--quick] [--out DIR] [--only CONFIG,...]
+
+--quick runs short, and leaves out the newest kernel's row without SYNC
+and the SYNC port counts.
 
 Run it through "make bench" (or "make bench QUICK=1"), which builds QEMU
 first.  The table, a JSON file of the numbers and a gnuplot image go to
@@ -37,6 +44,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('VTPM_CACHE',
                        os.path.expanduser('~/.cache/vtpm-pci'))
 QEMU = os.path.join(CACHE, 'build', 'qemu-system-x86_64')
+IMAGES = os.path.join(CACHE, 'guest', 'image')
 KERNELS = os.path.join(TOP, 'contrib', 'vtpm-pci', 'guest', 'kernels.sh')
 WORK = os.path.join(CACHE, 'bench')
 COMMON = os.path.join(TOP, 'contrib', 'vtpm-pci', 'common')
@@ -73,7 +81,25 @@ CONFIGS = [
      LIBTPMS_ARGS + ['-device', 'tpm-crb,tpmdev=tpm0'], False, 'builtin'),
 ]
 FLOOR = ('floor', 'libtpms on the host (floor)')
-IMAGE = None            # the guest image: set by build()
+# The newest kernel's rows: NAME@LINE, e.g. vtpm-libtpms@7.3.  Without
+# TPM_CHIP_FLAG_SYNC: the driver loaded with sync=0, on the same kernel.
+NEWEST = [
+    ('vtpm-libtpms', None),
+    ('vtpm-libtpms-nosync', ('vtpm-pci + libtpms (MSI-X, no SYNC)',
+                             ['-device', 'vtpm-pci'], False, 'vtpm-nosync')),
+    ('crb-swtpm', None),
+]
+# TPM_CHIP_FLAG_SYNC on the newest kernel, for a GetRandom(32): time,
+# from boots that reload the driver with sync=1 and sync=0 in turn, so
+# that both run under the same host conditions; and port accesses,
+# counted in traced boots.  MODE, driver, label.
+SYNC_ALTERNATE = 5
+SYNC_MODES = [
+    ('sync', 'vtpm', 'SYNC, interrupt'),
+    ('nosync', 'vtpm-nosync', 'no SYNC, interrupt'),
+    ('poll-sync', 'vtpm-poll', 'SYNC, polling'),
+    ('poll-nosync', 'vtpm-poll-nosync', 'no SYNC, polling'),
+]
 
 # The trace events of the overhead breakdown: a boot that times the
 # commands (QEMU measures START to the response itself; the trace lines
@@ -96,16 +122,17 @@ class BenchError(Exception):
 
 # --- building --------------------------------------------------------------
 
-def build():
-    """The guest image, tpm2bench for the guest and for the host, and an
-    initramfs: the image's, with tpm2bench and the benchmark's init."""
-    global IMAGE
-    subprocess.run([os.path.join(TOP, 'contrib', 'vtpm-pci', 'guest',
-                                 'build-image.sh')], check=True)
-    # The image of the oldest kernel line, Debian 12's own
-    oldest = subprocess.run([KERNELS, 'lines'], check=True,
-                            capture_output=True, text=True).stdout.split()[0]
-    IMAGE = os.path.join(CACHE, 'guest', 'image', oldest)
+def kernel_lines():
+    """[(label, abi)] of the guest image's kernel lines, oldest first"""
+    out = subprocess.run([KERNELS, 'lines'], check=True,
+                         capture_output=True, text=True).stdout
+    return [tuple(line.split()[:2]) for line in out.splitlines()]
+
+
+def build(lines):
+    """tpm2bench for the guest and for the host, and an initramfs for each
+    kernel line in LINES: the guest image's, with tpm2bench and the
+    benchmark's init.  Returns {line: initrd}."""
     src = os.path.join(TOP, 'bench', 'tpm2bench.c')
     cflags = ['-O2', '-Wall', '-Wextra', '-Werror', '-I', COMMON]
     root = os.path.join(WORK, 'root')
@@ -130,13 +157,16 @@ def build():
     extra = subprocess.run(['cpio', '-o', '-H', 'newc', '-R', '0:0',
                             '--quiet'], cwd=root, input=files.encode(),
                            check=True, capture_output=True).stdout
-    initrd = os.path.join(WORK, 'initrd.cpio')
-    with open(initrd + '.new', 'wb') as out:
-        with open(os.path.join(IMAGE, 'initrd.cpio'), 'rb') as f:
-            shutil.copyfileobj(f, out)
-        out.write(extra)
-    os.replace(initrd + '.new', initrd)
-    return initrd
+    initrds = {}
+    for line in lines:
+        initrd = os.path.join(WORK, 'initrd-%s.cpio' % line)
+        with open(initrd + '.new', 'wb') as out:
+            with open(os.path.join(IMAGES, line, 'initrd.cpio'), 'rb') as f:
+                shutil.copyfileobj(f, out)
+            out.write(extra)
+        os.replace(initrd + '.new', initrd)
+        initrds[line] = initrd
+    return initrds
 
 
 # --- running ---------------------------------------------------------------
@@ -168,8 +198,8 @@ def start_swtpm(tmp):
         return sock, int(f.read().strip())
 
 
-def boot(name, initrd, qemu_args, uses_swtpm, driver, params, timeout,
-         trace=None, events=()):
+def boot(name, line, initrd, qemu_args, uses_swtpm, driver, params,
+         timeout, trace=None, events=()):
     """Boot the image with the benchmark's init.  Returns the guest's
     console lines and the RSS of QEMU and swtpm (KiB) once the guest had
     finished its work."""
@@ -187,7 +217,8 @@ def boot(name, initrd, qemu_args, uses_swtpm, driver, params, timeout,
                   'bench.driver=%s %s' % (driver, params))
         cmd = [QEMU, '-M', 'q35', '-nodefaults', '-m', '256M', '-smp', '1',
                '-display', 'none', '-serial', 'file:' + console,
-               '-no-reboot', '-kernel', os.path.join(IMAGE, 'bzImage'),
+               '-no-reboot',
+               '-kernel', os.path.join(IMAGES, line, 'bzImage'),
                '-initrd', initrd, '-append', append,
                '-device', 'isa-debug-exit,iobase=0xf4,iosize=4'] + args
         if trace:
@@ -411,20 +442,29 @@ def format_breakdown(b):
 
 # --- reporting --------------------------------------------------------------
 
+def reference(name):
+    """The row a row's ratio is to: tpm-crb + swtpm on the same kernel"""
+    line = name.partition('@')[2]
+    return REFERENCE + ('@' + line if line else '')
+
+
+LABEL_WIDTH = 43
+
+
 def format_table(results, labels, seconds, runs):
-    ref = results.get(REFERENCE, {})
-    head1 = '%-30s %-11s' % ('', '')
-    head2 = '%-30s %-11s' % ('configuration', 'device')
+    head1 = '%-*s %-11s' % (LABEL_WIDTH, '', '')
+    head2 = '%-*s %-11s' % (LABEL_WIDTH, 'configuration', 'device')
     for _, label, unit in WORKLOADS:
         head1 += ' | %-28s' % label
         head2 += ' | %9s %8s %9s' % (unit + 's/s', 'us/' + unit, 'ratio')
     lines = ['ops/s and us/op: the median of %d runs of ~%g s each; ratio: '
-             'ops/s over those of tpm-crb + swtpm, same device, same run'
-             % (runs, seconds), head1, head2,
+             'ops/s over those of tpm-crb + swtpm, same device, same run, '
+             'same kernel' % (runs, seconds), head1, head2,
              '-' * len(head2)]
     for name, label in labels:
+        ref = results.get(reference(name), {})
         for dev, res in sorted(results.get(name, {}).items()):
-            row = '%-30s %-11s' % (label, dev if dev == 'host'
+            row = '%-*s %-11s' % (LABEL_WIDTH, label, dev if dev == 'host'
                                   else '/dev/' + dev)
             for w, _, _ in WORKLOADS:
                 r = res.get(w)
@@ -441,20 +481,43 @@ def format_table(results, labels, seconds, runs):
 
 def format_memory(mem, labels):
     lines = ['Host memory after the run (VmRSS, MiB): QEMU, swtpm, total',
-             '%-30s %8s %8s %8s' % ('configuration', 'QEMU', 'swtpm',
-                                   'total')]
+             '%-*s %8s %8s %8s' % (LABEL_WIDTH, 'configuration', 'QEMU',
+                                   'swtpm', 'total')]
     for name, label in labels:
         m = mem.get(name)
         if not m or m.get('qemu') is None:
             continue
         q = m['qemu'] / 1024
         s = (m.get('swtpm') or 0) / 1024
-        lines.append('%-30s %8.1f %8s %8.1f' % (
-            label, q, ('%.1f' % s) if m.get('swtpm') else '-', q + s))
+        lines.append('%-*s %8.1f %8s %8.1f' % (
+            LABEL_WIDTH, label, q, ('%.1f' % s) if m.get('swtpm') else '-', q + s))
     return '\n'.join(lines)
 
 
-def machine():
+def format_sync(sync, line, runs):
+    """The port accesses and time of a GetRandom(32) with and without
+    TPM_CHIP_FLAG_SYNC"""
+    r = ['TPM_CHIP_FLAG_SYNC on Linux %s: vtpm-pci + libtpms, GetRandom(32) '
+         'through /dev/tpm0, per command' % line,
+         '  (port accesses: counted by trace events over %s commands; '
+         'time: one boot each for interrupt and polling, loading the driver'
+         % '/'.join(str(sync[m]['commands']) for m, _, _ in SYNC_MODES),
+         '   with sync=1 and sync=0 in turn, %d times each, %d runs after '
+         'each load: the median, lowest and highest of the loads\' medians)'
+         % (SYNC_ALTERNATE, runs),
+         '  %-20s %9s %6s %6s %9s %9s %9s' % ('driver', 'register', 'DATA',
+                                             'all', 'us/cmd', 'lowest',
+                                             'highest')]
+    for mode, _, label in SYNC_MODES:
+        m = sync[mode]
+        r.append('  %-20s %9.2f %6.2f %6.2f %9.1f %9.1f %9.1f' % (
+            label, m['reg_accesses'], m['data_accesses'],
+            m['reg_accesses'] + m['data_accesses'],
+            statistics.median(m['us']), min(m['us']), max(m['us'])))
+    return '\n'.join(r)
+
+
+def machine(lines):
     cpu = ''
     try:
         with open('/proc/cpuinfo') as f:
@@ -471,11 +534,6 @@ def machine():
                                   text=True).stdout.splitlines()[0]
         except (OSError, IndexError):
             return '?'
-    try:
-        with open(os.path.join(IMAGE, 'abi')) as f:
-            guest = f.read().strip()
-    except OSError:
-        guest = '?'
     libtpms = first_line(['dpkg-query', '-W', '-f', '${Version}',
                           'libtpms0'])
     return [
@@ -483,7 +541,8 @@ def machine():
         % (cpu, os.cpu_count(), platform.release(), os.getloadavg()[0]),
         'QEMU: %s (TCG, -smp 1, -m 256M, q35)' % first_line([QEMU,
                                                             '--version']),
-        'guest: Debian kernel %s' % guest,
+        'guest: Debian kernel %s; rows marked "Linux %s": %s'
+        % (lines[0][1], lines[-1][0], lines[-1][1]),
         'swtpm: %s; libtpms %s' % (first_line(['swtpm', '--version']),
                                    libtpms),
     ]
@@ -496,17 +555,22 @@ def plot(results, labels, out):
         return None
     dat = os.path.join(out, 'plot.dat')
     cols = [(w, dev) for w, _, _ in WORKLOADS for dev in DEVICES]
+    rows = 0
     with open(dat, 'w') as f:
         f.write('# config ' + ' '.join('%s/%s' % c for c in cols) + '\n')
         for name, label in labels:
             res = results.get(name)
             if not res:
                 continue
+            rows += 1
             vals = []
             for w, dev in cols:
                 r = res.get('host' if name == FLOOR[0] else dev, {}).get(w)
                 vals.append('%.1f' % r['ops'] if r else '-')
             f.write('"%s" %s\n' % (label.replace(' (', '\\n('), ' '.join(vals)))
+    if not rows:            # e.g. --only sync: nothing to plot
+        os.unlink(dat)
+        return None
     png = os.path.join(out, 'plot.png')
     titles = {w: label for w, label, _ in WORKLOADS}
     series = ', '.join(
@@ -544,38 +608,55 @@ def main():
                     help='where to write results.txt, results.json, '
                     'plot.png')
     ap.add_argument('--only', help='comma-separated configurations (and '
-                    '"floor", "trace"); default: all')
+                    '"floor", "trace", "sync"; NAME@LINE for the newest '
+                    'kernel\'s rows); default: all')
     args = ap.parse_args()
 
     seconds, runs = (0.25, 3) if args.quick else (1.0, 5)
     timeout = 300 if args.quick else 900
-    names = [c[0] for c in CONFIGS] + [FLOOR[0], 'trace']
+    if not os.access(QEMU, os.X_OK):
+        raise BenchError('no QEMU at %s: run "make build"' % QEMU)
+    t0 = time.monotonic()
+    subprocess.run([os.path.join(TOP, 'contrib', 'vtpm-pci', 'guest',
+                                 'build-image.sh')], check=True)
+    lines = kernel_lines()
+    main_line, newest = lines[0][0], lines[-1][0]
+
+    # name, label, QEMU arguments, swtpm, driver, kernel line
+    plan = [c + (main_line,) for c in CONFIGS]
+    by_name = dict((c[0], c) for c in CONFIGS)
+    for name, config in NEWEST:
+        if args.quick and config:
+            continue        # the quick run has the rows the README needs
+        c = by_name[name] if not config else (name,) + config
+        plan.append(('%s@%s' % (name, newest), '%s, Linux %s' %
+                     (c[1], newest)) + tuple(c[2:]) + (newest,))
+    names = [p[0] for p in plan] + [FLOOR[0], 'trace']
+    if not args.quick:
+        names.append('sync')
     only = args.only.split(',') if args.only else names
     for n in only:
         if n not in names:
             ap.error('unknown configuration %s (know: %s)'
                      % (n, ', '.join(names)))
-    if not os.access(QEMU, os.X_OK):
-        raise BenchError('no QEMU at %s: run "make build"' % QEMU)
-    t0 = time.monotonic()
-    initrd = build()
+    initrds = build([main_line, newest])
     params = 'bench.time=%g bench.runs=%d' % (seconds, runs)
 
     results, mem, ports, failed = {}, {}, {}, []
-    labels = [(c[0], c[1]) for c in CONFIGS] + [FLOOR]
-    for name, label, qargs, swtpm, driver in CONFIGS:
+    labels = [(p[0], p[1]) for p in plan] + [FLOOR]
+    for name, label, qargs, swtpm, driver, line in plan:
         if name not in only:
             continue
         log('%s: booting (%s)' % (name, label))
         t = time.monotonic()
         try:
-            lines, m = boot(name, initrd, qargs, swtpm, driver, params,
-                            timeout)
+            out, m = boot(name, line, initrds[line], qargs, swtpm, driver,
+                          params, timeout)
         except (BenchError, subprocess.CalledProcessError) as e:
             log(str(e))
             failed.append(name)
             continue
-        results[name], ports[name] = parse_bench(lines)
+        results[name], ports[name] = parse_bench(out)
         mem[name] = m
         missing = [(d, w) for d in DEVICES for w, _, _ in WORKLOADS
                    if w not in results[name].get(d, {})]
@@ -598,8 +679,8 @@ def main():
                                     (counting, COUNTING_EVENTS, 0.1)):
                 if os.path.exists(path):
                     os.unlink(path)
-                boot(os.path.splitext(os.path.basename(path))[0], initrd,
-                     CONFIGS[0][2], False, 'vtpm',
+                boot(os.path.splitext(os.path.basename(path))[0], main_line,
+                     initrds[main_line], CONFIGS[0][2], False, 'vtpm',
                      'bench.time=%g bench.runs=3 %s' % (t, gr), timeout,
                      trace=path, events=events)
             timing, counts = parse_timing(trace), parse_counts(counting)
@@ -613,14 +694,56 @@ def main():
             log(str(e))
             failed.append('trace')
 
+    sync = {}
+    if 'sync' in only:
+        log('sync: vtpm-pci + libtpms on Linux %s, the driver reloaded with '
+            'and without TPM_CHIP_FLAG_SYNC %d times, and port accesses '
+            'counted' % (newest, SYNC_ALTERNATE))
+        gr = 'bench.devices=tpm0 bench.workloads=getrandom bench.portcost=0'
+        try:
+            for prefix, driver in (('', 'vtpm'), ('poll-', 'vtpm-poll')):
+                out, _ = boot('sync-%salternate' % prefix, newest,
+                              initrds[newest], CONFIGS[0][2], False, driver,
+                              '%s %s bench.alternate=%d' % (
+                                  params, gr, SYNC_ALTERNATE), timeout)
+                mode = None
+                for line in out:
+                    if line.startswith('BENCH-MODE '):
+                        mode = prefix + ('sync' if line.endswith('sync=1')
+                                         else 'nosync')
+                    elif line.startswith('BENCH getrandom ') and mode:
+                        r = parse_bench([line])[0]['tpm0']['getrandom']
+                        sync.setdefault(mode, {'us': []})['us'].append(
+                            r['us'])
+            for mode, driver, _ in SYNC_MODES:
+                if len(sync.get(mode, {}).get('us', [])) != SYNC_ALTERNATE:
+                    raise BenchError('%s: %s results' % (
+                        mode, len(sync.get(mode, {}).get('us', []))))
+                name = 'sync-%s-counting' % mode
+                path = os.path.join(WORK, 'logs', name + '.trace')
+                if os.path.exists(path):
+                    os.unlink(path)
+                boot(name, newest, initrds[newest], CONFIGS[0][2], False,
+                     driver, 'bench.time=0.1 bench.runs=3 %s' % gr, timeout,
+                     trace=path, events=COUNTING_EVENTS)
+                sync[mode].update(parse_counts(path))
+                sync[mode]['commands'] = loop_window(read_trace(path),
+                                                     path)[2]
+        except (BenchError, subprocess.CalledProcessError, KeyError) as e:
+            log('sync: %s' % e)
+            failed.append('sync')
+            sync = {}
+
     report = ['vtpm-pci benchmark%s, %s' %
               (' (quick)' if args.quick else '',
                time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))]
-    report += machine()
+    report += machine(lines)
     report += ['', format_table(results, labels, seconds, runs), '']
     report += [format_memory(mem, labels), '']
     if brk:
         report += [format_breakdown(brk), '']
+    if sync:
+        report += [format_sync(sync, newest, runs), '']
     ref = results.get(REFERENCE, {}).get('tpm0', {}).get('getrandom')
     ours = results.get('vtpm-libtpms', {}).get('tpm0', {}).get('getrandom')
     if ref and ours:
@@ -642,9 +765,10 @@ def main():
     with open(os.path.join(args.out, 'results.txt'), 'w') as f:
         f.write(text + '\n')
     with open(os.path.join(args.out, 'results.json'), 'w') as f:
-        json.dump({'quick': args.quick, 'machine': machine(),
+        json.dump({'quick': args.quick, 'machine': machine(lines),
                    'results': results, 'memory_kib': mem,
-                   'port_us': ports, 'breakdown': brk, 'failed': failed},
+                   'port_us': ports, 'breakdown': brk, 'sync': sync,
+                   'failed': failed},
                   f, indent=1, sort_keys=True)
     png = plot(results, labels, args.out)
     if png:
