@@ -56,7 +56,11 @@ FILE into a later PATCH (first listed in patches/series, with its commit
 message): copy FILE out of the checkout, take the feature out of the
 copy, and run "qemu-tree.py split PATCH FILE COPY".  Work from the last
 commit back: the copy is FILE as it is before PATCH, which for the next
-split is the version the earlier commit leaves.
+split is the version the earlier commit leaves.  Where patches between
+the one that adds FILE and PATCH edit it too, the last of them is the
+one rewritten (to lead to the copy); with --throughout, the part comes
+out of every earlier version of FILE instead, so that it first appears
+in PATCH, and split names the patch whose version it does not fit.
 """
 
 import argparse
@@ -419,6 +423,21 @@ def unapply(path, text, patches):
     return versions
 
 
+def reverse_apply(path, diff, text, patch):
+    """text, a version of path that patch leaves, with diff taken out"""
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = os.path.join(tmp, path)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, 'wb') as f:
+            f.write(text)
+        res = subprocess.run(['git', 'apply', '-R', '-'], input=diff,
+                             cwd=tmp, capture_output=True, text=True)
+        if res.returncode:
+            raise TreeError('the part to move does not come out of %s as '
+                            '%s leaves it:\n%s' % (path, patch, res.stderr))
+        return read_bytes(dst)
+
+
 def read_bytes(path):
     with open(path, 'rb') as f:
         return f.read()
@@ -547,14 +566,23 @@ def cmd_split(args):
     # versions[i] is the file before editors[i]; versions[-1] the final one
     versions = unapply(path, final, editors)
     earlier = [e for e in editors if order.index(e) < order.index(patch)]
-    after = versions[len(earlier) + (patch in editors)]
+    k = len(earlier)
+    after = versions[k + (patch in editors)]
 
+    # The last edit before patch now leads to the given version; with
+    # none, the commit that adds the file adds that version.  With
+    # --throughout, the part that moves comes out of the versions before
+    # too (all but the pristine one), so that it moves as a whole.
+    new = versions[:k] + [before]
+    if args.throughout:
+        part = make_diff(path, before, versions[k])
+        for i in range(0 if adder else 1, k):
+            new[i] = reverse_apply(path, part, versions[i],
+                                   earlier[i - 1] if i else adder)
     changed = {patch: make_diff(path, before, after)}
-    if earlier:
-        # The last edit before patch now leads to the given version; with
-        # none, the commit that adds the file adds that version.
-        changed[earlier[-1]] = make_diff(path, versions[len(earlier) - 1],
-                                         before)
+    for i, name in enumerate(earlier):
+        if (new[i], new[i + 1]) != (versions[i], versions[i + 1]):
+            changed[name] = make_diff(path, new[i], new[i + 1])
     for name, diff in changed.items():
         diffs = patch_diffs(name)
         diffs.pop(path, None)
@@ -640,6 +668,10 @@ def main():
     p.add_argument('before', metavar='VERSION',
                    help='FILE as it is to be before PATCH: a copy made '
                    'outside the checkout, with that part taken out')
+    p.add_argument('--throughout', action='store_true',
+                   help='take that part out of the versions of FILE that '
+                   'the earlier patches leave too, not only out of the one '
+                   'before PATCH')
     p.set_defaults(func=cmd_split)
     sub.add_parser('rebase').set_defaults(func=cmd_rebase)
     args = parser.parse_args()
