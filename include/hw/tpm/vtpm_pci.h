@@ -36,8 +36,12 @@
 /* BAR 1: memory space, the MSI-X table and pending bits (one vector) */
 #define VTPM_PCI_MSIX_BAR           1
 
-/* Largest command or response the card buffers */
-#define VTPM_PCI_BUFFER_MAX         4096
+/*
+ * Largest command or response the card buffers: room for the post-quantum
+ * TPMs that need 8 KiB (libtpms 0.11); BUF_SIZE is the smaller of this and
+ * the backend's buffer
+ */
+#define VTPM_PCI_BUFFER_MAX         8192
 
 /* Identification block */
 REG32(VTPM_ID, 0x00)
