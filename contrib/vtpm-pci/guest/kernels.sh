@@ -229,7 +229,10 @@ headers_packages() {
 }
 
 # prepare_line LABEL ABI VERSION BUILDER: its kernel image, its config,
-# and the headers to build the module against
+# and the headers to build the module against.  Returns 1 when a package
+# cannot be downloaded (lists older than the archive), dies on any other
+# failure.  It runs where set -e does not act (prepare's "if"): each step
+# says what failed itself.
 prepare_line() {
     local label=$1 abi=$2 ver=$3 builder=$4
     local dir=$top/$abi apt=host_apt img img_ver path stamp pkgs=() dl
@@ -238,7 +241,7 @@ prepare_line() {
     [ "$builder" = tree ] && apt=tree_apt
 
     log "$label: fetching Debian's $abi ($ver)"
-    rm -rf "$dir" && mkdir -p "$dir/debs"
+    rm -rf "$dir" && mkdir -p "$dir/debs" || die "cannot make $dir"
     dl=$dir/debs
 
     # The kernel: linux-binary-ABI since 7.x split it out of
@@ -252,21 +255,24 @@ prepare_line() {
         img_ver=$(version_of "$apt" "$img")
     fi
     download "$apt" "$dl" "$img=$img_ver" ||
-        die "$label: cannot download $img $img_ver"
+        { log "$label: cannot download $img $img_ver"; return 1; }
 
     if [ "$builder" = host ]; then
         mapfile -t pkgs < <(headers_packages "$abi" "$ver")
         download host_apt "$dl" "${pkgs[@]}" ||
-            die "$label: cannot download ${pkgs[*]}"
-        mkdir -p "$dir/root"
+            { log "$label: cannot download ${pkgs[*]}"; return 1; }
         for deb in "$dl"/linux-headers-*.deb "$dl"/linux-kbuild-*.deb; do
-            dpkg-deb -x "$deb" "$dir/root"
+            dpkg-deb -x "$deb" "$dir/root" || die "$label: cannot unpack $deb"
         done
         # The headers' Makefile includes the common one by its absolute
         # path under /usr/src: point it to the unpacked copy
         sed -i "s@^include /usr/src/@include $dir/root/usr/src/@" \
-            "$dir/root/usr/src/linux-headers-$abi/Makefile"
-        ln -s "root/usr/src/linux-headers-$abi" "$dir/headers"
+            "$dir/root/usr/src/linux-headers-$abi/Makefile" &&
+            grep -q "^include $dir/root/usr/src/" \
+                "$dir/root/usr/src/linux-headers-$abi/Makefile" ||
+            die "$label: the headers' Makefile includes no /usr/src Makefile"
+        ln -s "root/usr/src/linux-headers-$abi" "$dir/headers" ||
+            die "cannot link $dir/headers"
     else
         log "$label: installing linux-headers-$abi in the trixie tree"
         tree_apt apt-get install -y -q --no-install-recommends \
@@ -274,18 +280,18 @@ prepare_line() {
             tail -n 20 "$dir/install.log" >&2
             die "$label: cannot install linux-headers-$abi $ver in $tree"
         }
-        ln -s "../../trixie-root/usr/src/linux-headers-$abi" "$dir/headers"
+        ln -s "../../trixie-root/usr/src/linux-headers-$abi" "$dir/headers" ||
+            die "cannot link $dir/headers"
     fi
     [ -f "$dir/headers/Makefile" ] && [ -f "$dir/headers/.config" ] ||
         die "$label: no kernel headers in $dir/headers"
-    cp "$dir/headers/.config" "$dir/config"
+    cp "$dir/headers/.config" "$dir/config" || die "cannot copy $abi's config"
 
     dpkg-deb --fsys-tarfile "$dl/${img}_"*.deb |
         tar -x -O "$path" > "$dir/bzImage.new" ||
         die "$label: no $path in $img"
-    mv "$dir/bzImage.new" "$dir/bzImage"
-    rm -rf "$dl"
-    echo "$stamp" > "$dir/stamp"
+    mv "$dir/bzImage.new" "$dir/bzImage" && rm -rf "$dl" &&
+        echo "$stamp" > "$dir/stamp" || die "cannot write $dir"
 }
 
 # Headers of kernels no line uses any more, in the trixie tree; KEEP is
@@ -296,14 +302,22 @@ clean_tree() {
               'linux-headers-*' 'linux-kbuild-*' 2>/dev/null |
           awk '$1 == "ii" { print $2 }' | grep -v -F "$keep" || true)
     [ -z "$old" ] && return 0
-    log "removing $(echo $old) from the trixie tree"
+    log "removing ${old//$'\n'/ } from the trixie tree"
     # shellcheck disable=SC2086 # one package a word
     tree_apt apt-get purge -y -q $old > /dev/null ||
         log "warning: could not remove $old"
 }
 
+# prepare_lines LINES: prepare_line for each, stopping at a failure
+prepare_lines() {
+    local label abi ver builder
+    while read -r label abi ver builder; do
+        prepare_line "$label" "$abi" "$ver" "$builder" || return 1
+    done <<< "$1"
+}
+
 prepare() {
-    local lines label abi ver builder
+    local lines abi
     # Resolved once a run: build-aux/check.sh prepares, then its e2e
     # tests and the benchmark build their images
     if [ -n "${VTPM_KERNELS_PREPARED:-}" ] && [ -f "$lines_file" ]; then
@@ -312,18 +326,19 @@ prepare() {
     mkdir -p "$top"
     [ -e "$tree/usr/bin/gcc-14" ] || make_tree
     refresh_tree
-    if ! lines=$(resolve); then
-        # An ABI the lists name but the archive no longer serves, or lists
-        # that predate a suite: try again with fresh ones
-        [ "$(id -u)" -eq 0 ] || die "cannot resolve the kernels: apt's lists are stale"
-        apt-get update -q > /dev/null
+    # Lists that predate a suite name no kernel; lists older than the
+    # archive name packages it no longer serves: refresh them, once
+    if ! lines=$(resolve) || ! prepare_lines "$lines"; then
+        log "refreshing apt's lists, the host's and the trixie tree's"
+        apt-get update -q > "$top/host-update.log" 2>&1 || {
+            cat "$top/host-update.log" >&2
+            die "apt-get update failed"
+        }
         update_tree
         lines=$(resolve) ||
             die "cannot resolve the kernel lines from apt's lists (bookworm, bookworm-backports, trixie-backports)"
+        prepare_lines "$lines" || die "cannot fetch the kernels"
     fi
-    while read -r label abi ver builder; do
-        prepare_line "$label" "$abi" "$ver" "$builder"
-    done <<< "$lines"
     abi=$(awk '$4 == "tree" { print $2 }' <<< "$lines")
     clean_tree "${abi%-amd64}"
     for dir in "$top"/*/; do
