@@ -12,6 +12,8 @@
 #   make check-series
 #                 build each commit of the series on its own and run its
 #                 qtests (slow: a maintainer's check before sending)
+#   make fuzz     build QEMU's libFuzzer binary with ASan and UBSan and
+#                 fuzz the TPM devices, SECONDS=N per target (default 60)
 #
 # Everything built or downloaded lives in $(VTPM_CACHE), outside the
 # checkout, so a second run only rebuilds what changed.
@@ -27,7 +29,7 @@ export QEMU_ARGS
 QUICK ?=
 
 .PHONY: all setup fetch overlay build run check bench export check-series \
-	refresh-patches clean
+	fuzz refresh-patches clean
 
 all: build
 
@@ -57,6 +59,12 @@ export: fetch
 
 check-series: fetch
 	@build-aux/check-series.sh
+
+# "make fuzz SECONDS=600 FUZZ_TARGETS=vtpm-pci": the time per target, and
+# which targets (default: all of build-aux/fuzz.sh's)
+FUZZ_TARGETS ?=
+fuzz: overlay
+	@FUZZ_SECONDS=$(or $(SECONDS),60) build-aux/fuzz.sh $(FUZZ_TARGETS)
 
 # After editing QEMU's own files in $(VTPM_CACHE)/qemu: fold the edits
 # back into patches/.

@@ -8,22 +8,8 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 . "$(dirname "$0")/tests.sh"
 
-stamp=$QEMU_BUILD/.vtpm-configure-args
-want=$(printf '%s\n' "${QEMU_CONFIGURE_ARGS[@]}")
-if [ ! -f "$QEMU_BUILD/build.ninja" ] ||
-   [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "build: configuring QEMU in $QEMU_BUILD"
-    rm -rf "$QEMU_BUILD"
-    mkdir -p "$QEMU_BUILD"
-    (cd "$QEMU_BUILD" &&
-     "$QEMU_SRC/configure" "${QEMU_CONFIGURE_ARGS[@]}") \
-        > "$VTPM_CACHE/configure.log" 2>&1 || {
-        tail -n 30 "$VTPM_CACHE/configure.log" >&2
-        echo "build: configure failed; see $VTPM_CACHE/configure.log" >&2
-        exit 1
-    }
-    echo "$want" > "$stamp"
-fi
+configure_qemu "$QEMU_BUILD" "$VTPM_CACHE/configure.log" \
+    "${QEMU_CONFIGURE_ARGS[@]}"
 
 targets=(qemu-system-x86_64)
 for t in "${QTESTS[@]}"; do

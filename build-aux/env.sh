@@ -42,6 +42,29 @@ QEMU_CONFIGURE_ARGS=(
 # Firmware that Debian strips from QEMU's tarball, from Debian's packages
 FIRMWARE_DIRS=(/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu)
 
+# configure_qemu BUILD LOG ARGS...: configure QEMU in BUILD with ARGS,
+# unless BUILD was configured with exactly them; configure's output goes
+# to LOG, and its end to stderr if it fails
+configure_qemu() {
+    local build=$1 log=$2 stamp=$1/.vtpm-configure-args want
+    shift 2
+
+    want=$(printf '%s\n' "$@")
+    if [ -f "$build/build.ninja" ] &&
+       [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    echo "configuring QEMU in $build" >&2
+    rm -rf "$build"
+    mkdir -p "$build"
+    if ! (cd "$build" && "$QEMU_SRC/configure" "$@") > "$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "configure failed; see $log" >&2
+        return 1
+    fi
+    echo "$want" > "$stamp"
+}
+
 # Link that firmware where a QEMU run from build tree $1 looks for it
 link_firmware() {
     local fw=$1/qemu-bundle/usr/local/share/qemu dir f
