@@ -9,6 +9,9 @@
 #
 #   fuzz.sh                 build, then run every target
 #   fuzz.sh build           build only
+#   fuzz.sh qtests          build, then run the suite's qtests
+#                           (build-aux/tests.sh) on this ASan and UBSan
+#                           build; fails on any sanitizer report
 #   fuzz.sh TARGET...       build, then run these targets
 #
 # FUZZ_SECONDS (default 60; "make fuzz SECONDS=N") is the time per
@@ -21,6 +24,7 @@
 
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/tests.sh"
 
 FUZZ_BUILD=$VTPM_CACHE/build-fuzz
 FUZZ_BIN=$FUZZ_BUILD/qemu-fuzz-x86_64
@@ -100,8 +104,26 @@ run() {
     return $status
 }
 
+# The qtests on the sanitized QEMU: UBSan and ASan abort it on a report
+# (meson's environment sets abort_on_error), which fails the test
+qtests() {
+    local t targets=(qemu-system-x86_64) names=()
+
+    for t in "${QTESTS[@]}"; do
+        targets+=("tests/qtest/$t")
+        names+=("qtest-x86_64/$t")
+    done
+    ninja -C "$FUZZ_BUILD" "${targets[@]}"
+    link_firmware "$FUZZ_BUILD"
+    ASAN_OPTIONS=detect_leaks=0 \
+        meson test -C "$FUZZ_BUILD" --no-rebuild --print-errorlogs "${names[@]}"
+}
+
 build
-[ "${1:-}" = build ] && exit 0
+case ${1:-} in
+build) exit 0 ;;
+qtests) qtests; exit ;;
+esac
 [ $# -gt 0 ] && TARGETS=("$@")
 failed=0
 for t in "${TARGETS[@]}"; do

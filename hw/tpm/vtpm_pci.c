@@ -27,6 +27,7 @@
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
+#include "hw/pci/pci_bus.h"
 #include "hw/pci/pci_device.h"
 #include "hw/qdev-properties.h"
 #include "hw/tpm/vtpm_pci.h"
@@ -664,7 +665,7 @@ static const struct {
 static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
 {
     uint32_t first = s->iobase, last = s->iobase + VTPM_PCI_BAR_SIZE - 1;
-    MemoryRegion *io = pci_address_space_io(PCI_DEVICE(s));
+    MemoryRegion *io = pci_device_root_bus(PCI_DEVICE(s))->address_space_io;
     MemoryRegionSection section;
     hwaddr addr;
     VTPMPCIState *other;
@@ -704,8 +705,10 @@ static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
         }
     }
     /*
-     * Anything else already there: fw_cfg, ACPI registers, ...  The I/O
-     * space's own region answers the ports nobody claimed: skip it.
+     * Anything else already there: fw_cfg, ACPI registers, ...  They are
+     * in the root bus's I/O space, also for a card behind a bridge, whose
+     * own space holds only what is behind it.  The I/O space's own region
+     * answers the ports nobody claimed: skip it.
      */
     for (addr = first; addr <= last; addr += int128_get64(section.size)) {
         section = memory_region_find(io, addr, last + 1 - addr);

@@ -1260,6 +1260,22 @@ static void test_pinned_invalid(void)
     }
 }
 
+/*
+ * Behind a bridge too, a pinned base is checked against the platform's
+ * ports, which are in the root bus's I/O space (once it was checked
+ * against the bridge's own, where nothing was: fw_cfg's ports were taken)
+ */
+static void test_pinned_behind_bridge_taken(void)
+{
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    tpm_cmd_assert_qemu_refuses("-M pc -device pci-bridge,id=br,chassis_nr=1 "
+                                "-device vtpm-pci,bus=br,iobase=0x500",
+                                "ports from 0x0510 are used by 'fwcfg'");
+}
+
 static void add_tpm_tests(void)
 {
     static const struct {
@@ -1276,6 +1292,7 @@ static void add_tpm_tests(void)
         { "pinned/invalid", test_pinned_invalid },
         { "pinned/replug", test_pinned_replug },
         { "pinned/bridge-reset", test_pinned_bridge_reset },
+        { "pinned/behind-bridge-taken", test_pinned_behind_bridge_taken },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
         { "bad/overflow", test_bad_overflow },
