@@ -9,6 +9,7 @@ QTESTS=(
     vtpm-pci-swtpm-test
     tpm-libtpms-test
     tpm-libtpms-state-test
+    fuzz-vtpm-pci-test
     tpm-crb-test
     tpm-crb-swtpm-test
     tpm-tis-test

@@ -323,6 +323,7 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
 {
     uint32_t min_size, max_size;
     TPM_RESULT res;
+    Error *err = NULL;
 
     res = TPMLIB_ChooseTPMVersion(s->version == TPM_VERSION_1_2 ?
                                   TPMLIB_TPM_VERSION_1_2 :
@@ -341,12 +342,27 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
                                               &min_size, &max_size);
     }
 
+    /* What libtpms stores while it starts is kept if it starts */
+    tpm_nvfile_hold(s->nv);
     res = TPMLIB_MainInit();
     trace_tpm_libtpms_init(tpm_libtpms_version_str(s->version),
                            s->buffer_size, res);
     if (res != TPMLIB_SUCCESS) {
+        /*
+         * Until it is terminated, libtpms keeps what it allocated and
+         * refuses to be set up again, even with a state it would load
+         */
+        TPMLIB_Terminate();
+        tpm_nvfile_rollback(s->nv);
         error_report("tpm-libtpms: could not start TPM %s: 0x%x",
                      tpm_libtpms_version_str(s->version), res);
+        return -1;
+    }
+    if (!tpm_nvfile_commit(s->nv, &err)) {
+        TPMLIB_Terminate();
+        error_prepend(&err, "tpm-libtpms: could not store the state of the "
+                      "TPM %s: ", tpm_libtpms_version_str(s->version));
+        error_report_err(err);
         return -1;
     }
 

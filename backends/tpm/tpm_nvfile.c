@@ -38,7 +38,15 @@ struct TPMNVFile {
     uint32_t tpm_family;
     int lock_fd;
     GHashTable *blobs;          /* name -> GBytes */
+    GHashTable *held;           /* the blobs before tpm_nvfile_hold() */
+    bool dirty;                 /* changed since tpm_nvfile_hold() */
 };
+
+static GHashTable *tpm_nvfile_new_blobs(void)
+{
+    return g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                 (GDestroyNotify)g_bytes_unref);
+}
 
 static void tpm_nvfile_digest(const uint8_t *data, size_t len,
                               uint8_t digest[TPM_NVFILE_DIGEST_SIZE])
@@ -238,8 +246,7 @@ TPMNVFile *tpm_nvfile_open(const char *path, uint32_t tpm_family,
 
     f->tpm_family = tpm_family;
     f->lock_fd = -1;
-    f->blobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                     (GDestroyNotify)g_bytes_unref);
+    f->blobs = tpm_nvfile_new_blobs();
     if (!path) {
         return f;
     }
@@ -262,6 +269,9 @@ void tpm_nvfile_close(TPMNVFile *f)
         qemu_close(f->lock_fd);
     }
     g_hash_table_destroy(f->blobs);
+    if (f->held) {
+        g_hash_table_destroy(f->held);
+    }
     g_free(f->path);
     g_free(f);
 }
@@ -323,11 +333,28 @@ static bool tpm_nvfile_write(TPMNVFile *f, GByteArray *img, Error **errp)
     return true;
 }
 
+/* Write the blobs in memory to the file */
+static bool tpm_nvfile_store(TPMNVFile *f, Error **errp)
+{
+    g_autoptr(GByteArray) img = NULL;
+
+    /*
+     * Without the lock, the file may be another QEMU's: one this QEMU
+     * migrated to, if this one was resumed by hand after the migration
+     */
+    if (f->lock_fd < 0) {
+        error_setg(errp, "TPM state file '%s' is not locked by this QEMU; "
+                   "not writing it", f->path);
+        return false;
+    }
+    img = tpm_nvfile_serialize(f);
+    return tpm_nvfile_write(f, img, errp);
+}
+
 bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
                     Error **errp)
 {
     g_autoptr(GBytes) old = tpm_nvfile_get(f, name);
-    g_autoptr(GByteArray) img = NULL;
 
     if (blob) {
         g_hash_table_insert(f->blobs, g_strdup(name), g_bytes_ref(blob));
@@ -337,18 +364,11 @@ bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
     if (!f->path) {
         return true;
     }
-
-    /*
-     * Without the lock, the file may be another QEMU's: one this QEMU
-     * migrated to, if this one was resumed by hand after the migration
-     */
-    if (f->lock_fd < 0) {
-        error_setg(errp, "TPM state file '%s' is not locked by this QEMU; "
-                   "not writing it", f->path);
-    } else {
-        img = tpm_nvfile_serialize(f);
+    if (f->held) {
+        f->dirty = true;
+        return true;
     }
-    if (!img || !tpm_nvfile_write(f, img, errp)) {
+    if (!tpm_nvfile_store(f, errp)) {
         /* The file is as it was: so is the state in memory */
         if (old) {
             g_hash_table_insert(f->blobs, g_strdup(name), g_bytes_ref(old));
@@ -357,5 +377,39 @@ bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
         }
         return false;
     }
+    return true;
+}
+
+void tpm_nvfile_hold(TPMNVFile *f)
+{
+    GHashTableIter iter;
+    gpointer name, blob;
+
+    assert(!f->held);
+    f->held = tpm_nvfile_new_blobs();
+    f->dirty = false;
+    g_hash_table_iter_init(&iter, f->blobs);
+    while (g_hash_table_iter_next(&iter, &name, &blob)) {
+        g_hash_table_insert(f->held, g_strdup(name), g_bytes_ref(blob));
+    }
+}
+
+void tpm_nvfile_rollback(TPMNVFile *f)
+{
+    assert(f->held);
+    g_hash_table_destroy(f->blobs);
+    f->blobs = g_steal_pointer(&f->held);
+    f->dirty = false;
+}
+
+bool tpm_nvfile_commit(TPMNVFile *f, Error **errp)
+{
+    assert(f->held);
+    if (f->dirty && !tpm_nvfile_store(f, errp)) {
+        tpm_nvfile_rollback(f);
+        return false;
+    }
+    g_clear_pointer(&f->held, g_hash_table_destroy);
+    f->dirty = false;
     return true;
 }

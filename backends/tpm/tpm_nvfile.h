@@ -51,4 +51,15 @@ GBytes *tpm_nvfile_get(TPMNVFile *f, const char *name);
 bool tpm_nvfile_set(TPMNVFile *f, const char *name, GBytes *blob,
                     Error **errp);
 
+/*
+ * From tpm_nvfile_hold() on, changes stay in memory: tpm_nvfile_commit()
+ * writes them to the file in one go (on failure, they are forgotten and
+ * the state is as it was), tpm_nvfile_rollback() forgets them.  For what
+ * libtpms writes while it starts: if it then fails to start, the file is
+ * left as it was.
+ */
+void tpm_nvfile_hold(TPMNVFile *f);
+bool tpm_nvfile_commit(TPMNVFile *f, Error **errp);
+void tpm_nvfile_rollback(TPMNVFile *f);
+
 #endif /* TPM_NVFILE_H */

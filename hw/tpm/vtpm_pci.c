@@ -924,7 +924,14 @@ static bool vtpm_pci_data_len_valid(void *opaque, int version_id)
 static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
 {
     VTPMPCIState *s = opaque;
+    PCIDevice *pci_dev = PCI_DEVICE(s);
 
+    /* The PCI core loads the pin as it comes, and asserts on a bad one */
+    if (pci_get_byte(pci_dev->config + PCI_INTERRUPT_PIN) != 1) {
+        error_setg(errp, "vtpm-pci: the migration stream moves the card's "
+                   "interrupt off INTA");
+        return false;
+    }
     if (s->state > VTPM_STATE_COMPLETE || s->state == VTPM_STATE_EXECUTING ||
         s->cmd_len > s->buffer_size || s->rsp_len > s->buffer_size ||
         s->rsp_pos > s->rsp_len || s->locality > VTPM_PCI_LOCALITY_MAX ||

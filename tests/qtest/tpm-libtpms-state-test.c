@@ -33,6 +33,8 @@
 #define TPM2_PT_LOCKOUT_COUNTER 0x20e
 #define TPM2_ALG_SHA256         0x000b
 #define TPM2_RC_RETRY           0x922
+/* The card's answer when the TPM cannot run a command at all */
+#define TPM_FAIL                0x9
 
 #define NV_DATA_INDEX           0x01500010
 #define NV_COUNTER_INDEX        0x01500020
@@ -1092,6 +1094,51 @@ static void job_wait(QTestState *s, const char *id)
                              "  'arguments': { 'id': %s } }", id);
 }
 
+/* A qcow2 image to hold snapshots, created or opened, as disk0 */
+static void snapshot_disk(QTestState *s, const char *image, bool create)
+{
+    if (create) {
+        g_assert_true(g_file_set_contents(image, "", 0, NULL));
+    }
+    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
+                             " 'driver': 'file', 'node-name': 'file0',"
+                             " 'filename': %s } }", image);
+    if (create) {
+        qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-create',"
+                                 "  'arguments': { 'job-id': 'create',"
+                                 "  'options': { 'driver': 'qcow2',"
+                                 "  'file': 'file0', 'size': 1048576 } } }");
+        job_wait(s, "create");
+    }
+    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
+                             " 'driver': 'qcow2', 'node-name': 'disk0',"
+                             " 'file': 'file0' } }");
+}
+
+/* snapshot-save or snapshot-load of the snapshot "snap" on disk0 */
+static void snapshot_job(QTestState *s, const char *what)
+{
+    g_autofree char *command = g_strdup_printf("snapshot-%s", what);
+
+    qtest_qmp_assert_success(s, "{ 'execute': %s,"
+                             "  'arguments': { 'job-id': 'snap-job',"
+                             "  'tag': 'snap', 'vmstate': 'disk0',"
+                             "  'devices': [ 'disk0' ] } }", command);
+    job_wait(s, "snap-job");
+}
+
+/* A QEMU started on @path finds the TPM of the snapshot */
+static void assert_snapshot_state(const char *path)
+{
+    QTestState *s = start_on(path, "");
+    uint8_t nv[8];
+
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "snapshot", 8);
+    qtest_quit(s);
+}
+
 /*
  * savevm/loadvm: the TPM rolls back with the VM, and the state file
  * follows it
@@ -1104,37 +1151,16 @@ static void test_snapshot(void)
     uint8_t pcr[32], expected[32], nv[8];
     QTestState *s = start_on(path, "");
 
-    /* A qcow2 image to hold the snapshot */
-    g_assert_true(g_file_set_contents(image, "", 0, NULL));
-    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
-                             " 'driver': 'file', 'node-name': 'file0',"
-                             " 'filename': %s } }", image);
-    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-create',"
-                             "  'arguments': { 'job-id': 'create',"
-                             "  'options': { 'driver': 'qcow2',"
-                             "  'file': 'file0', 'size': 1048576 } } }");
-    job_wait(s, "create");
-    qtest_qmp_assert_success(s, "{ 'execute': 'blockdev-add', 'arguments': {"
-                             " 'driver': 'qcow2', 'node-name': 'disk0',"
-                             " 'file': 'file0' } }");
-
+    snapshot_disk(s, image, true);
     g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "snapshot");
     pcr_extend(s, first);
-    qtest_qmp_assert_success(s, "{ 'execute': 'snapshot-save',"
-                             "  'arguments': { 'job-id': 'save',"
-                             "  'tag': 'snap', 'vmstate': 'disk0',"
-                             "  'devices': [ 'disk0' ] } }");
-    job_wait(s, "save");
+    snapshot_job(s, "save");
 
     nv_write(s, NV_DATA_INDEX, "changed!");
     pcr_extend(s, second);
-    qtest_qmp_assert_success(s, "{ 'execute': 'snapshot-load',"
-                             "  'arguments': { 'job-id': 'load',"
-                             "  'tag': 'snap', 'vmstate': 'disk0',"
-                             "  'devices': [ 'disk0' ] } }");
-    job_wait(s, "load");
+    snapshot_job(s, "load");
 
     /* Back to the snapshot: one extend, the first NV contents */
     pcr_read(s, pcr);
@@ -1145,11 +1171,92 @@ static void test_snapshot(void)
     qtest_quit(s);
 
     /* And so is the state file */
+    assert_snapshot_state(path);
+}
+
+/* A state file holding one blob, laid out as tpm_nvfile.c does */
+static void write_state(const char *path, uint32_t family, const char *name,
+                        const void *blob, size_t len)
+{
+    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+    g_autoptr(GByteArray) img = g_byte_array_new();
+    uint8_t header[52] = "QEMUTPMS", num[4];
+    gsize digest_len = 32;
+
+    g_byte_array_append(img, header, sizeof(header));
+    stw_be_p(num, strlen(name));
+    g_byte_array_append(img, num, 2);
+    g_byte_array_append(img, (const guint8 *)name, strlen(name));
+    stl_be_p(num, len);
+    g_byte_array_append(img, num, 4);
+    g_byte_array_append(img, blob, len);
+    stl_be_p(img->data + 8, 1);                 /* format */
+    stl_be_p(img->data + 12, family);
+    stl_be_p(img->data + 16, img->len - sizeof(header));
+    g_checksum_update(sha256, img->data + sizeof(header),
+                      img->len - sizeof(header));
+    g_checksum_get_digest(sha256, img->data + 20, &digest_len);
+    g_assert_true(g_file_set_contents(path, (const char *)img->data,
+                                      img->len, NULL));
+}
+
+/*
+ * A well-formed file whose TPM state libtpms refuses: QEMU runs, the TPM
+ * fails every command, the file is left as it is, and loading a snapshot
+ * brings the TPM back.  tpm-libtpms-state-fuzz found that a failed start
+ * left libtpms unusable until QEMU exited, and that a TPM 1.2 given a
+ * volatile state but no permanent one stored a new TPM in the file
+ * before it failed.
+ */
+static void test_refused_state(void)
+{
+    g_autofree char *path = state_path("refused");
+    g_autofree char *image = state_path("refused.qcow2");
+    g_autofree char *before = NULL, *after = NULL;
+    static const uint8_t startup12[] = {
+        0x00, 0xc1, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x99,
+        0x00, 0x01,
+    };
+    uint8_t nv[8], rsp[16];
+    QTestState *s;
+
+    write_state(path, 1, "volatilestate", "", 0);
+    before = file_digest(path);
+    s = qtest_initf("-M q35 -tpmdev libtpms,id=t,path=%s,version=1.2 "
+                    "-device vtpm-pci,tpmdev=t", path);
+    vtpm_pci_transfer(s, startup12, sizeof(startup12), rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_FAIL);
+    qtest_quit(s);
+    after = file_digest(path);
+    g_assert_cmpstr(before, ==, after);
+    g_clear_pointer(&before, g_free);
+    g_clear_pointer(&after, g_free);
+    g_unlink(path);
+
     s = start_on(path, "");
+
+    snapshot_disk(s, image, true);
     g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "snapshot");
+    snapshot_job(s, "save");
+    qtest_quit(s);
+
+    write_state(path, 2, "permall", "not a TPM 2.0 state", 19);
+    before = file_digest(path);
+    s = start_on(path, "");
+    snapshot_disk(s, image, false);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_FAIL);
+    after = file_digest(path);
+    g_assert_cmpstr(before, ==, after);
+
+    snapshot_job(s, "load");
     nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
     g_assert_cmpmem(nv, 8, "snapshot", 8);
     qtest_quit(s);
+
+    /* The file holds the snapshot's TPM now */
+    assert_snapshot_state(path);
 }
 
 static void remove_tree(const char *path)
@@ -1185,6 +1292,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/lock", test_lock);
     qtest_add_func("/tpm-libtpms/state/reset-lockout", test_reset_lockout);
     qtest_add_func("/tpm-libtpms/state/snapshot", test_snapshot);
+    qtest_add_func("/tpm-libtpms/state/refused-state", test_refused_state);
     qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
     qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
     qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);

@@ -1,0 +1,719 @@
+/*
+ * vtpm-pci fuzzing targets
+ *
+ * vtpm-pci-fuzz and vtpm-pci-tpm12-fuzz drive the card's registers as a
+ * driver would, with sequences and TPM command frames from the fuzzer:
+ * most of an input's bytes become TPM commands that run in libtpms, and
+ * the rest pokes the state machine in ways a driver should not.  Every
+ * response that comes back is checked against what the card promises
+ * (docs/specs/vtpm-pci.rst).
+ *
+ * vtpm-pci-migration-fuzz loads mutated migration streams of the card and
+ * of its libtpms TPM: each is refused or loaded, and a card that loaded
+ * one must still answer a command.
+ *
+ * Each input starts from the same machine, with a TPM as it left the
+ * factory: the state that libtpms keeps across a reset (its permanent
+ * state) is restored from a snapshot between inputs, so that an input
+ * that crashes QEMU does so on its own.
+ *
+ * Copyright (c) 2026 The vtpm-pci authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/main-loop.h"
+#include "qapi/error.h"
+#include "io/channel-buffer.h"
+#include "migration/qemu-file.h"
+#include "migration/savevm.h"
+#include "hw/pci/pci_regs.h"
+#include "hw/tpm/vtpm_pci.h"
+#include "system/tpm.h"
+#include "tests/qtest/libqtest.h"
+#include "fuzz.h"
+
+/* PC configuration mechanism #1 */
+#define PCI_CONFIG_ADDR         0xcf8
+#define PCI_CONFIG_DATA         0xcfc
+
+/* Where BAR 0 goes; an input may move it */
+#define VTPM_FUZZ_PORT          0xc000
+
+#define TPM_HEADER_SIZE         10
+
+/* Main loop turns a command may take before the input counts as a hang */
+#define VTPM_FUZZ_WAIT_LOOPS    100000
+
+/* The TPM 2.0 commands the migration target checks a loaded card with */
+static const uint8_t tpm2_startup_clear[] = {
+    0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44, 0x00, 0x00,
+};
+static const uint8_t tpm2_get_random_8[] = {
+    0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b, 0x00, 0x08,
+};
+
+typedef struct VTPMFuzz {
+    int devfn;                  /* the card's, on bus 0 */
+    uint16_t port;              /* BAR 0, as the input last placed it */
+    /*
+     * The card decodes its ports there, above the chipset's: what it
+     * answers is its own, and is checked
+     */
+    bool checked;
+    uint32_t buf_size;
+    /* The card's and the TPM's sections of the machine's device state */
+    GByteArray *fresh;          /* just reset, with a new TPM */
+    GByteArray *bases[3];       /* for the migration target */
+} VTPMFuzz;
+
+static VTPMFuzz vf;
+
+/* Register and PCI configuration access */
+
+static unsigned vtpm_fuzz_width(uint8_t sel)
+{
+    return 1u << MIN(sel & 3, 2);
+}
+
+static uint32_t vtpm_fuzz_in(QTestState *s, uint16_t port, unsigned width)
+{
+    switch (width) {
+    case 1:
+        return qtest_inb(s, port);
+    case 2:
+        return qtest_inw(s, port);
+    default:
+        return qtest_inl(s, port);
+    }
+}
+
+static void vtpm_fuzz_out(QTestState *s, uint16_t port, unsigned width,
+                          uint32_t val)
+{
+    switch (width) {
+    case 1:
+        qtest_outb(s, port, val);
+        break;
+    case 2:
+        qtest_outw(s, port, val);
+        break;
+    default:
+        qtest_outl(s, port, val);
+        break;
+    }
+}
+
+static void vtpm_fuzz_config_addr(QTestState *s, int devfn, uint8_t offset)
+{
+    qtest_outl(s, PCI_CONFIG_ADDR, 0x80000000u | (devfn << 8) |
+               (offset & 0xfc));
+}
+
+static uint32_t vtpm_fuzz_config_read(QTestState *s, int devfn,
+                                      uint8_t offset, unsigned width)
+{
+    vtpm_fuzz_config_addr(s, devfn, offset);
+    return vtpm_fuzz_in(s, PCI_CONFIG_DATA + (offset & (4 - width)), width);
+}
+
+static void vtpm_fuzz_config_write(QTestState *s, int devfn, uint8_t offset,
+                                   unsigned width, uint32_t val)
+{
+    vtpm_fuzz_config_addr(s, devfn, offset);
+    vtpm_fuzz_out(s, PCI_CONFIG_DATA + (offset & (4 - width)), width, val);
+}
+
+/* Follow BAR 0 where the input moved it */
+static void vtpm_fuzz_track_bar(QTestState *s)
+{
+    uint32_t bar = vtpm_fuzz_config_read(s, vf.devfn, PCI_BASE_ADDRESS_0, 4);
+    uint16_t cmd = vtpm_fuzz_config_read(s, vf.devfn, PCI_COMMAND, 2);
+
+    vf.port = bar & PCI_BASE_ADDRESS_IO_MASK & 0xffff;
+    vf.checked = (cmd & PCI_COMMAND_IO) && vf.port >= 0x1000 &&
+                 vf.port <= 0x10000 - VTPM_PCI_BAR_SIZE;
+}
+
+/* The card broke a promise: abort, so that libFuzzer keeps the input */
+static void G_GNUC_PRINTF(1, 2) vtpm_fuzz_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!vf.checked) {
+        return;
+    }
+    va_start(ap, fmt);
+    fprintf(stderr, "vtpm-pci: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+static uint32_t vtpm_fuzz_reg(QTestState *s, uint32_t reg)
+{
+    return qtest_inl(s, vf.port + reg);
+}
+
+static uint32_t vtpm_fuzz_state(QTestState *s)
+{
+    return FIELD_EX32(vtpm_fuzz_reg(s, A_VTPM_STATUS), VTPM_STATUS, STATE);
+}
+
+/*
+ * Let the main loop run until the command in flight has completed, as a
+ * driver waits for the interrupt or polls STATUS.  A card that never
+ * completes is a hang: abort, so that libFuzzer keeps the input.
+ */
+static void vtpm_fuzz_wait(QTestState *s)
+{
+    int i;
+
+    if (!vf.checked) {
+        /* Whatever runs there, the reset after the input waits for it */
+        return;
+    }
+    for (i = 0; i < VTPM_FUZZ_WAIT_LOOPS; i++) {
+        if (vtpm_fuzz_state(s) != VTPM_STATE_EXECUTING) {
+            return;
+        }
+        main_loop_wait(false);
+    }
+    vtpm_fuzz_fail("a command never completed");
+}
+
+/* Move @len bytes to DATA: whole words, then the rest bytewise */
+static void vtpm_fuzz_write_data(QTestState *s, const uint8_t *data,
+                                 size_t len)
+{
+    size_t i;
+
+    for (i = 0; i + 4 <= len; i += 4) {
+        qtest_outl(s, vf.port + A_VTPM_DATA, ldl_le_p(data + i));
+    }
+    for (; i < len; i++) {
+        qtest_outb(s, vf.port + A_VTPM_DATA, data[i]);
+    }
+}
+
+/*
+ * Read a completed command's response and check it: a TPM response of
+ * RSP_SIZE bytes, its header's size field saying the same, and the card
+ * idle after the last byte.
+ */
+static void vtpm_fuzz_read_response(QTestState *s, uint8_t *rsp,
+                                    size_t rsp_size)
+{
+    uint32_t len = vtpm_fuzz_reg(s, A_VTPM_RSP_SIZE);
+    g_autofree uint8_t *buf = NULL;
+    uint32_t i;
+
+    if (len < TPM_HEADER_SIZE || len > vf.buf_size) {
+        vtpm_fuzz_fail("RSP_SIZE %u outside [%u, %u]", len, TPM_HEADER_SIZE,
+                       vf.buf_size);
+        return;
+    }
+    buf = g_malloc(len);
+    for (i = 0; i + 4 <= len; i += 4) {
+        stl_le_p(buf + i, qtest_inl(s, vf.port + A_VTPM_DATA));
+    }
+    for (; i < len; i++) {
+        buf[i] = qtest_inb(s, vf.port + A_VTPM_DATA);
+    }
+    if (ldl_be_p(buf + 2) != len) {
+        vtpm_fuzz_fail("response header says %u bytes, RSP_SIZE %u",
+                       ldl_be_p(buf + 2), len);
+    }
+    if (vtpm_fuzz_state(s) != VTPM_STATE_IDLE) {
+        vtpm_fuzz_fail("not idle after the whole response");
+    }
+    memcpy(rsp, buf, MIN(len, rsp_size));
+}
+
+/*
+ * Send a whole command the way a driver does.  The checks hold when the
+ * card was idle and decoding its BAR where we think it is.
+ */
+static void vtpm_fuzz_command(QTestState *s, const uint8_t *cmd, size_t len,
+                              uint8_t *rsp, size_t rsp_size)
+{
+    bool idle = len && vtpm_fuzz_state(s) == VTPM_STATE_IDLE;
+
+    vtpm_fuzz_write_data(s, cmd, len);
+    if (idle && len <= vf.buf_size &&
+        vtpm_fuzz_reg(s, A_VTPM_CMD_SIZE) != len) {
+        vtpm_fuzz_fail("CMD_SIZE %u after %zu bytes",
+                       vtpm_fuzz_reg(s, A_VTPM_CMD_SIZE), len);
+    }
+    qtest_outl(s, vf.port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_fuzz_wait(s);
+    if (vtpm_fuzz_state(s) == VTPM_STATE_COMPLETE) {
+        vtpm_fuzz_read_response(s, rsp, rsp_size);
+    } else if (idle && len >= TPM_HEADER_SIZE && len <= vf.buf_size &&
+               ldl_be_p(cmd + 2) == len) {
+        /* A well-formed command on an idle card must run */
+        vtpm_fuzz_fail("a well-formed command did not run, STATUS 0x%x "
+                       "ERROR %u", vtpm_fuzz_reg(s, A_VTPM_STATUS),
+                       vtpm_fuzz_reg(s, A_VTPM_ERROR));
+    }
+}
+
+/* Find the card, place its BAR and let it decode, as firmware would */
+static void vtpm_fuzz_find_card(QTestState *s)
+{
+    uint32_t id = VTPM_PCI_VENDOR_ID | (VTPM_PCI_DEVICE_ID << 16);
+    int devfn;
+
+    for (devfn = 0; devfn < 256; devfn++) {
+        if (vtpm_fuzz_config_read(s, devfn, PCI_VENDOR_ID, 4) == id) {
+            break;
+        }
+    }
+    g_assert(devfn < 256);
+    vf.devfn = devfn;
+    vtpm_fuzz_config_write(s, devfn, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
+    vtpm_fuzz_config_write(s, devfn, PCI_COMMAND, 2,
+                           PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+    vtpm_fuzz_track_bar(s);
+    g_assert_cmphex(vtpm_fuzz_reg(s, A_VTPM_ID), ==, VTPM_PCI_ID_MAGIC);
+    vf.buf_size = vtpm_fuzz_reg(s, A_VTPM_BUF_SIZE);
+}
+
+/* Device state snapshots */
+
+static GByteArray *vtpm_fuzz_save_devices(void)
+{
+    QIOChannelBuffer *bioc = qio_channel_buffer_new(64 * KiB);
+    QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
+    GByteArray *out;
+
+    g_assert_cmpint(qemu_save_device_state(f), ==, 0);
+    g_assert_cmpint(qemu_fflush(f), ==, 0);
+    out = g_byte_array_sized_new(bioc->usage);
+    g_byte_array_append(out, bioc->data, bioc->usage);
+    qemu_fclose(f);
+    object_unref(OBJECT(bioc));
+    return out;
+}
+
+/*
+ * Keep the sections of @stream (qemu_save_device_state's output: a file
+ * header, then sections with footers) that belong to the card and its
+ * TPM, and an end marker: a stream qemu_load_device_state() can load on
+ * its own.
+ */
+static GByteArray *vtpm_fuzz_our_sections(const GByteArray *stream)
+{
+    GByteArray *out = g_byte_array_new();
+    const uint8_t *p = stream->data + 8, *end = stream->data + stream->len;
+    uint8_t eof = QEMU_VM_EOF;
+
+    while (p < end && *p == QEMU_VM_SECTION_FULL) {
+        uint8_t footer[5] = { QEMU_VM_SECTION_FOOTER };
+        uint8_t idlen = p[5];
+        g_autofree char *idstr = g_strndup((const char *)p + 6, idlen);
+        const uint8_t *payload = p + 6 + idlen + 8;
+        const uint8_t *tail;
+
+        memcpy(footer + 1, p + 1, 4);
+        tail = memmem(payload, end - payload, footer, sizeof(footer));
+        g_assert(tail);
+        if (!strcmp(idstr, "tpm-libtpms") ||
+            g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI)) {
+            g_byte_array_append(out, p, tail + sizeof(footer) - p);
+        }
+        p = tail + sizeof(footer);
+    }
+    g_byte_array_append(out, &eof, 1);
+    return out;
+}
+
+static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
+{
+    QIOChannelBuffer *bioc = qio_channel_buffer_new(len);
+    QEMUFile *f;
+    int ret;
+
+    memcpy(bioc->data, data, len);
+    bioc->usage = len;
+    f = qemu_file_new_input(QIO_CHANNEL(bioc));
+    ret = qemu_load_device_state(f, errp);
+    if (ret < 0 && errp && !*errp) {
+        error_setg(errp, "loading device state failed: %d", ret);
+    }
+    qemu_fclose(f);
+    object_unref(OBJECT(bioc));
+    return ret >= 0;
+}
+
+/*
+ * Back to the machine of the first input, with a new TPM.  After a
+ * stream that failed to load, the card is reset first: its fields may
+ * hold anything.  Otherwise it is brought to rest at its first base
+ * (what runs there finishes, the flags query included), which spares
+ * the TPM a start: a TPM 1.2 generates an RSA key in every self-test.
+ */
+static void vtpm_fuzz_restore(QTestState *s, bool reset)
+{
+    if (reset) {
+        fuzz_reset(s);
+    } else {
+        vtpm_fuzz_config_write(s, vf.devfn, PCI_BASE_ADDRESS_0, 4,
+                               VTPM_FUZZ_PORT);
+        vtpm_fuzz_config_write(s, vf.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+        vtpm_fuzz_track_bar(s);
+        vtpm_fuzz_wait(s);
+        flush_events(s);
+    }
+    vtpm_fuzz_load(vf.fresh->data, vf.fresh->len, &error_abort);
+    vtpm_fuzz_track_bar(s);
+}
+
+static void vtpm_fuzz_pre_fuzz(QTestState *s)
+{
+    g_autoptr(GByteArray) all = NULL;
+
+    vtpm_fuzz_find_card(s);
+    all = vtpm_fuzz_save_devices();
+    vf.fresh = vtpm_fuzz_our_sections(all);
+    g_assert_cmpuint(vf.fresh->len, >, 1);
+}
+
+/* vtpm-pci-fuzz, vtpm-pci-tpm12-fuzz: the register interface */
+
+/*
+ * An input is a sequence of actions, each an opcode byte and its
+ * operands; a truncated last action is dropped.
+ */
+enum {
+    /* len (2, big-endian), then len bytes: a command frame, sent whole */
+    VTPM_OP_COMMAND,
+    /* width, n, then n values of that width: written to DATA */
+    VTPM_OP_DATA_OUT,
+    /* width, n: n reads of DATA */
+    VTPM_OP_DATA_IN,
+    /* offset, width, value (4): a register write */
+    VTPM_OP_REG_OUT,
+    /* offset, width: a register read */
+    VTPM_OP_REG_IN,
+    /* value: a CONTROL write, not waited for */
+    VTPM_OP_CONTROL,
+    /* wait for the command in flight */
+    VTPM_OP_WAIT,
+    /* offset, width, value (4): a write to the card's PCI configuration */
+    VTPM_OP_CONFIG,
+    /* a system reset */
+    VTPM_OP_RESET,
+    /* START, then CANCEL at once, then wait */
+    VTPM_OP_CANCEL,
+    VTPM_OP_MAX
+};
+
+/*
+ * In VTPM_OP_COMMAND's length, this bit asks for the frame as it is;
+ * without it, the header's size field is set to the frame's length, so
+ * that most frames get past the card's checks to the TPM.
+ */
+#define VTPM_OP_COMMAND_RAW     0x8000
+
+typedef struct VTPMFuzzInput {
+    const uint8_t *p;
+    size_t left;
+} VTPMFuzzInput;
+
+static bool vtpm_fuzz_take(VTPMFuzzInput *in, void *dst, size_t len)
+{
+    if (in->left < len) {
+        in->left = 0;
+        return false;
+    }
+    memcpy(dst, in->p, len);
+    in->p += len;
+    in->left -= len;
+    return true;
+}
+
+static void vtpm_fuzz_op_command(QTestState *s, VTPMFuzzInput *in)
+{
+    uint8_t lenbuf[2], rsp[TPM_HEADER_SIZE];
+    g_autofree uint8_t *cmd = NULL;
+    uint16_t len;
+
+    if (!vtpm_fuzz_take(in, lenbuf, 2)) {
+        return;
+    }
+    len = MIN(lduw_be_p(lenbuf) & ~VTPM_OP_COMMAND_RAW, in->left);
+    if (!len) {
+        return;
+    }
+    cmd = g_malloc(len);
+    vtpm_fuzz_take(in, cmd, len);
+    if (!(lduw_be_p(lenbuf) & VTPM_OP_COMMAND_RAW) && len >= 6) {
+        stl_be_p(cmd + 2, len);
+    }
+    vtpm_fuzz_command(s, cmd, len, rsp, sizeof(rsp));
+}
+
+static void vtpm_fuzz_run(QTestState *s, const uint8_t *data, size_t size)
+{
+    VTPMFuzzInput in = { data, size };
+    uint8_t op, a[6];
+    unsigned width;
+    int i;
+
+    while (vtpm_fuzz_take(&in, &op, 1)) {
+        switch (op % VTPM_OP_MAX) {
+        case VTPM_OP_COMMAND:
+            vtpm_fuzz_op_command(s, &in);
+            break;
+        case VTPM_OP_DATA_OUT:
+            if (!vtpm_fuzz_take(&in, a, 2)) {
+                break;
+            }
+            width = vtpm_fuzz_width(a[0]);
+            for (i = 0; i < a[1]; i++) {
+                uint8_t v[4] = { 0 };
+
+                if (!vtpm_fuzz_take(&in, v, width)) {
+                    break;
+                }
+                vtpm_fuzz_out(s, vf.port + A_VTPM_DATA, width, ldl_le_p(v));
+            }
+            break;
+        case VTPM_OP_DATA_IN:
+            if (!vtpm_fuzz_take(&in, a, 2)) {
+                break;
+            }
+            width = vtpm_fuzz_width(a[0]);
+            for (i = 0; i < a[1]; i++) {
+                vtpm_fuzz_in(s, vf.port + A_VTPM_DATA, width);
+            }
+            break;
+        case VTPM_OP_REG_OUT:
+            if (vtpm_fuzz_take(&in, a, 6)) {
+                vtpm_fuzz_out(s, vf.port + a[0] % VTPM_PCI_BAR_SIZE,
+                              vtpm_fuzz_width(a[1]), ldl_le_p(a + 2));
+            }
+            break;
+        case VTPM_OP_REG_IN:
+            if (vtpm_fuzz_take(&in, a, 2)) {
+                vtpm_fuzz_in(s, vf.port + a[0] % VTPM_PCI_BAR_SIZE,
+                             vtpm_fuzz_width(a[1]));
+            }
+            break;
+        case VTPM_OP_CONTROL:
+            if (vtpm_fuzz_take(&in, a, 1)) {
+                qtest_outl(s, vf.port + A_VTPM_CONTROL, a[0]);
+            }
+            break;
+        case VTPM_OP_WAIT:
+            vtpm_fuzz_wait(s);
+            break;
+        case VTPM_OP_CONFIG:
+            if (vtpm_fuzz_take(&in, a, 6)) {
+                width = vtpm_fuzz_width(a[1]);
+                vtpm_fuzz_config_write(s, vf.devfn, a[0] & ~(width - 1),
+                                       width, ldl_le_p(a + 2));
+                vtpm_fuzz_track_bar(s);
+            }
+            break;
+        case VTPM_OP_RESET:
+            fuzz_reset(s);
+            vtpm_fuzz_track_bar(s);
+            break;
+        case VTPM_OP_CANCEL:
+            qtest_outl(s, vf.port + A_VTPM_CONTROL,
+                       R_VTPM_CONTROL_START_MASK);
+            qtest_outl(s, vf.port + A_VTPM_CONTROL,
+                       R_VTPM_CONTROL_CANCEL_MASK);
+            vtpm_fuzz_wait(s);
+            break;
+        }
+    }
+}
+
+static void vtpm_fuzz_registers(QTestState *s, const unsigned char *data,
+                                size_t size)
+{
+    vtpm_fuzz_run(s, data, size);
+    vtpm_fuzz_restore(s, false);
+}
+
+/* vtpm-pci-migration-fuzz: the card's and the TPM's migration streams */
+
+/*
+ * The states a stream is taken in: a started TPM and an idle card, a
+ * command half written, a response not yet read.
+ */
+static void vtpm_fuzz_make_bases(QTestState *s)
+{
+    uint8_t rsp[TPM_HEADER_SIZE];
+    int i;
+
+    vtpm_fuzz_command(s, tpm2_startup_clear, sizeof(tpm2_startup_clear),
+                      rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+    for (i = 0; i < ARRAY_SIZE(vf.bases); i++) {
+        g_autoptr(GByteArray) all = NULL;
+
+        if (i == 1) {
+            vtpm_fuzz_write_data(s, tpm2_get_random_8, 7);
+        } else if (i == 2) {
+            vtpm_fuzz_write_data(s, tpm2_get_random_8 + 7, 5);
+            qtest_outl(s, vf.port + A_VTPM_CONTROL,
+                       R_VTPM_CONTROL_START_MASK);
+            vtpm_fuzz_wait(s);
+            g_assert_cmpuint(vtpm_fuzz_state(s), ==, VTPM_STATE_COMPLETE);
+        }
+        all = vtpm_fuzz_save_devices();
+        vf.bases[i] = vtpm_fuzz_our_sections(all);
+        /* Each base loads as it is */
+        vtpm_fuzz_load(vf.bases[i]->data, vf.bases[i]->len, &error_abort);
+    }
+    vtpm_fuzz_restore(s, false);
+}
+
+static void vtpm_fuzz_migration_pre_fuzz(QTestState *s)
+{
+    vtpm_fuzz_pre_fuzz(s);
+    vtpm_fuzz_make_bases(s);
+}
+
+/*
+ * An input is a base (1 byte: which of vf.bases), then edits of 4 bytes
+ * each: an operation, an offset (2, big-endian; modulo the stream's
+ * length) and a value.
+ */
+enum {
+    VTPM_EDIT_XOR,              /* xor the byte with value */
+    VTPM_EDIT_SET,              /* set the byte to value */
+    VTPM_EDIT_INSERT,           /* insert value before the byte */
+    VTPM_EDIT_DELETE,           /* delete value bytes from there */
+    VTPM_EDIT_TRUNCATE,         /* cut the stream there */
+    VTPM_EDIT_MAX
+};
+
+static void vtpm_fuzz_edit(GByteArray *st, const uint8_t *edit)
+{
+    uint32_t at;
+
+    if (!st->len) {
+        return;
+    }
+    at = lduw_be_p(edit + 1) % st->len;
+    switch (edit[0] % VTPM_EDIT_MAX) {
+    case VTPM_EDIT_XOR:
+        st->data[at] ^= edit[3];
+        break;
+    case VTPM_EDIT_SET:
+        st->data[at] = edit[3];
+        break;
+    case VTPM_EDIT_INSERT:
+        g_byte_array_set_size(st, st->len + 1);
+        memmove(st->data + at + 1, st->data + at, st->len - 1 - at);
+        st->data[at] = edit[3];
+        break;
+    case VTPM_EDIT_DELETE:
+        g_byte_array_remove_range(st, at, MIN(edit[3], st->len - at));
+        break;
+    case VTPM_EDIT_TRUNCATE:
+        g_byte_array_set_size(st, at);
+        break;
+    }
+}
+
+/* A card that loaded a stream must still run a command */
+static void vtpm_fuzz_check_answers(QTestState *s)
+{
+    uint8_t rsp[TPM_HEADER_SIZE];
+
+    vtpm_fuzz_track_bar(s);
+    vtpm_fuzz_config_write(s, vf.devfn, PCI_BASE_ADDRESS_0, 4,
+                           VTPM_FUZZ_PORT);
+    vtpm_fuzz_config_write(s, vf.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    vtpm_fuzz_track_bar(s);
+    switch (vtpm_fuzz_state(s)) {
+    case VTPM_STATE_COMPLETE:
+        vtpm_fuzz_read_response(s, rsp, sizeof(rsp));
+        break;
+    case VTPM_STATE_RECEIVING:
+        qtest_outl(s, vf.port + A_VTPM_CONTROL, R_VTPM_CONTROL_ABORT_MASK);
+        break;
+    }
+    if (vtpm_fuzz_state(s) != VTPM_STATE_IDLE) {
+        vtpm_fuzz_fail("loaded, and not idle: STATUS 0x%x",
+                       vtpm_fuzz_reg(s, A_VTPM_STATUS));
+    }
+    vtpm_fuzz_command(s, tpm2_get_random_8, sizeof(tpm2_get_random_8),
+                      rsp, sizeof(rsp));
+}
+
+static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
+                                size_t size)
+{
+    g_autoptr(GByteArray) st = g_byte_array_new();
+    Error *err = NULL;
+    bool loaded;
+
+    if (size < 1) {
+        return;
+    }
+    g_byte_array_append(st, vf.bases[data[0] % ARRAY_SIZE(vf.bases)]->data,
+                        vf.bases[data[0] % ARRAY_SIZE(vf.bases)]->len);
+    for (data++, size--; size >= 4; data += 4, size -= 4) {
+        vtpm_fuzz_edit(st, data);
+    }
+
+    loaded = vtpm_fuzz_load(st->data, st->len, &err);
+    if (loaded) {
+        vtpm_fuzz_check_answers(s);
+    }
+    error_free(err);
+    vtpm_fuzz_restore(s, !loaded);
+}
+
+static GString *vtpm_fuzz_cmdline(FuzzTarget *t)
+{
+    return g_string_new(t->opaque);
+}
+
+static void register_vtpm_pci_fuzz_targets(void)
+{
+    fuzz_add_target(&(FuzzTarget){
+        .name = "vtpm-pci-fuzz",
+        .description = "Fuzz vtpm-pci's registers and the TPM 2.0 commands "
+                       "it carries to libtpms",
+        .get_init_cmdline = vtpm_fuzz_cmdline,
+        .pre_fuzz = vtpm_fuzz_pre_fuzz,
+        .fuzz = vtpm_fuzz_registers,
+        .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
+                  "-display none -device vtpm-pci",
+    });
+    fuzz_add_target(&(FuzzTarget){
+        .name = "vtpm-pci-tpm12-fuzz",
+        .description = "Fuzz vtpm-pci's registers and the TPM 1.2 commands "
+                       "it carries to libtpms, with commands completing in "
+                       "the main loop (poll-ns=0)",
+        .get_init_cmdline = vtpm_fuzz_cmdline,
+        .pre_fuzz = vtpm_fuzz_pre_fuzz,
+        .fuzz = vtpm_fuzz_registers,
+        .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
+                  "-display none -tpmdev libtpms,id=tpm0,version=1.2 "
+                  "-device vtpm-pci,tpmdev=tpm0,poll-ns=0",
+    });
+    fuzz_add_target(&(FuzzTarget){
+        .name = "vtpm-pci-migration-fuzz",
+        .description = "Fuzz the migration streams of vtpm-pci and its "
+                       "libtpms TPM 2.0",
+        .get_init_cmdline = vtpm_fuzz_cmdline,
+        .pre_fuzz = vtpm_fuzz_migration_pre_fuzz,
+        .fuzz = vtpm_fuzz_migration,
+        .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
+                  "-display none -device vtpm-pci",
+    });
+}
+
+fuzz_target_init(register_vtpm_pci_fuzz_targets);
