@@ -2,24 +2,35 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Build QEMU's libFuzzer binary (qemu-fuzz-x86_64) with ASan and UBSan,
-# from the same working copy as the main build, and fuzz the TPM devices
-# with QEMU's generic-fuzz configs (tests/qtest/fuzz/
-# generic_fuzz_configs.h; the series adds vtpm-pci's, and tpm-crb's and
-# tpm-tis's with -tpmdev libtpms).
+# from the same working copy as the main build, and fuzz the TPM devices:
+# the series' own targets (tests/qtest/fuzz/vtpm_pci_fuzz.c and
+# tpm_libtpms_fuzz.c) and QEMU's generic-fuzz with the series' configs
+# for vtpm-pci, and for tpm-crb and tpm-tis with -tpmdev libtpms.
 #
-#   fuzz.sh                 build, then run every target
+#   fuzz.sh [run] [TARGET...]  build, then fuzz each target (default:
+#                           all) for FUZZ_SECONDS
 #   fuzz.sh build           build only
+#   fuzz.sh smoke           build, then replay every committed corpus and
+#                           run a short fuzz of each target with a fixed
+#                           seed: what CI runs
 #   fuzz.sh qtests          build, then run the suite's qtests
 #                           (build-aux/tests.sh) on this ASan and UBSan
 #                           build; fails on any sanitizer report
-#   fuzz.sh TARGET...       build, then run these targets
+#   fuzz.sh coverage [TARGET...]
+#                           build QEMU's fuzzer with clang's source-based
+#                           coverage instead (no sanitizers, in
+#                           $VTPM_CACHE/build-fuzz-cov), replay the
+#                           campaign corpora and report the lines reached
+#                           in the card, the backend and the state file
 #
 # FUZZ_SECONDS (default 60; "make fuzz SECONDS=N") is the time per
-# target, FUZZ_JOBS (default 1) the libFuzzer workers per target.  The
-# generic-fuzz targets start from an empty corpus; each keeps its corpus in
-# $VTPM_CACHE/fuzz/corpus/TARGET, so that a later run goes on from it,
-# and writes what crashes QEMU to $VTPM_CACHE/fuzz/crashes/TARGET.  The
-# build lives in $VTPM_CACHE/build-fuzz.  Exits non-zero when a target
+# target, FUZZ_JOBS (default 1) the libFuzzer workers per target.  A
+# target starts from its committed corpus (fuzz/corpus/TARGET, where
+# there is one) and from its campaign corpus, $VTPM_CACHE/fuzz/corpus/
+# TARGET, which keeps what the runs found, so that a later run goes on
+# from there.  What crashes or hangs QEMU is written to
+# $VTPM_CACHE/fuzz/crashes/TARGET.  Each run prints its executions, the
+# CPU time it took and what it added.  Exits non-zero when a target
 # found a crash.
 
 set -euo pipefail
@@ -27,11 +38,30 @@ set -euo pipefail
 . "$(dirname "$0")/tests.sh"
 
 FUZZ_BUILD=$VTPM_CACHE/build-fuzz
-FUZZ_BIN=$FUZZ_BUILD/qemu-fuzz-x86_64
+COV_BUILD=$VTPM_CACHE/build-fuzz-cov
 FUZZ_OUT=$VTPM_CACHE/fuzz
+SEEDS=$VTPM_TOP/fuzz/corpus
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
-TARGETS=(vtpm-pci vtpm-pci-tpm12 tpm-crb-libtpms tpm-tis-libtpms)
+TARGETS=(
+    vtpm-pci-fuzz
+    vtpm-pci-tpm12-fuzz
+    vtpm-pci-migration-fuzz
+    tpm-libtpms-state-fuzz
+    generic-fuzz-vtpm-pci
+    generic-fuzz-vtpm-pci-tpm12
+    generic-fuzz-tpm-crb-libtpms
+    generic-fuzz-tpm-tis-libtpms
+)
+# The smoke's fixed seed, and its fuzzing runs per target past the
+# corpus; a TPM 1.2 restarts for every input, and generates an RSA key
+# in its self-test when it does
+SMOKE_SEED=1
+declare -A SMOKE_RUNS=([vtpm-pci-tpm12-fuzz]=20 [generic-fuzz-vtpm-pci-tpm12]=20
+    [tpm-libtpms-state-fuzz]=100)
+SMOKE_RUNS_DEFAULT=3000
+# The files whose coverage the campaign reports
+COVERED=(hw/tpm/vtpm_pci.c backends/tpm/tpm_libtpms.c backends/tpm/tpm_nvfile.c)
 
 # clang-14 and its libFuzzer and sanitizer runtimes, from bookworm
 PACKAGES=(clang-14 libclang-rt-14-dev)
@@ -41,7 +71,7 @@ log() { printf 'fuzz: %s\n' "$*" >&2; }
 install_packages() {
     local p missing=()
 
-    for p in "${PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
             missing+=("$p")
     done
@@ -51,56 +81,117 @@ install_packages() {
         --no-install-recommends "${missing[@]}"
 }
 
-build() {
-    local filter ours_marker="# vtpm-pci: build-aux/fuzz-allowlist.txt"
+# build_fuzzer BUILD ARGS...: configure BUILD as a fuzzing build with
+# ARGS, with our allowlist added to QEMU's, and build the fuzzer
+build_fuzzer() {
+    local build=$1 filter ours_marker="# vtpm-pci: build-aux/fuzz-allowlist.txt"
+    shift
 
-    install_packages
-    configure_qemu "$FUZZ_BUILD" "$VTPM_CACHE/configure-fuzz.log" \
+    install_packages "${PACKAGES[@]}"
+    configure_qemu "$build" "$build.configure.log" \
         "${QEMU_CONFIGURE_ARGS[@]}" \
         --cc=clang-14 --cxx=clang++-14 --host-cc=clang-14 \
-        --enable-fuzzing --enable-asan --enable-ubsan
+        --enable-fuzzing "$@"
     # QEMU's allowlist, made from scripts/oss-fuzz/instrumentation-filter-
     # template at configure time, with ours added (a second allowlist on
     # the command line breaks configure's compiler checks, which meson
     # runs with -Werror=unused-command-line-argument)
-    filter=$FUZZ_BUILD/instrumentation-filter
+    filter=$build/instrumentation-filter
     [ -f "$filter" ] || { log "no $filter: not a fuzzing build?"; exit 1; }
     if ! grep -qxF "$ours_marker" "$filter"; then
         { echo "$ours_marker"; grep -v '^#' "$VTPM_TOP/build-aux/fuzz-allowlist.txt"; } >> "$filter"
         # Objects compiled with the old list lose nothing by a rebuild
-        ninja -C "$FUZZ_BUILD" -t clean > /dev/null
+        ninja -C "$build" -t clean > /dev/null
     fi
-    ninja -C "$FUZZ_BUILD" qemu-fuzz-x86_64
-    link_firmware "$FUZZ_BUILD"
+    ninja -C "$build" qemu-fuzz-x86_64
+    link_firmware "$build"
+}
+
+build() {
+    build_fuzzer "$FUZZ_BUILD" --enable-asan --enable-ubsan
+}
+
+# fuzzer TARGET LOG ARGS...: run the sanitized fuzzer on TARGET, its
+# output to LOG; the CPU time it took (user + system, all threads and
+# workers) goes to stdout
+fuzzer() {
+    local target=$1 log=$2 status
+    local TIMEFORMAT='%U %S'
+    shift 2
+
+    # Leaks are not reported, as in QEMU's own fuzzing CI: QEMU does not
+    # free everything at exit.  A hang is an input that takes a minute.
+    { time (cd "$FUZZ_OUT" &&
+        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
+            "$FUZZ_BUILD/qemu-fuzz-x86_64" --fuzz-target="$target" \
+            -timeout=60 -print_final_stats=1 "$@" > "$log" 2>&1) ; } 2>&1 |
+        awk '{ printf "%.1f\n", $1 + $2 }'
+    status=${PIPESTATUS[0]}
+    return "$status"
+}
+
+# The corpora a target reads: the campaign's first (where libFuzzer
+# writes what it adds), then the committed one
+corpora() {
+    local target=$1
+
+    mkdir -p "$FUZZ_OUT/corpus/$target"
+    echo "$FUZZ_OUT/corpus/$target"
+    [ -d "$SEEDS/$target" ] && echo "$SEEDS/$target"
+    return 0
+}
+
+report() {
+    local target=$1 log=$2 cpu=$3
+
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log" |
+        sed "s/^stat::/fuzz: $target: /" >&2 || true
+    log "$target: $cpu CPU seconds"
 }
 
 # run TARGET: fuzz it for SECONDS_PER_TARGET; 0 unless it found a crash
 run() {
-    local target=$1 corpus=$FUZZ_OUT/corpus/$1 crashes=$FUZZ_OUT/crashes/$1
-    local log=$FUZZ_OUT/$1.log status jobs=()
+    local target=$1 crashes=$FUZZ_OUT/crashes/$1 log=$FUZZ_OUT/$1.log
+    local cpu status=0 jobs=() dirs
 
-    mkdir -p "$corpus" "$crashes"
+    mkdir -p "$crashes"
+    mapfile -t dirs < <(corpora "$target")
     # More than one: libFuzzer's worker processes, each logging to
     # fuzz-N.log in the directory it runs in, $FUZZ_OUT
     if [ "$FUZZ_JOBS" -gt 1 ]; then
         jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
     fi
-    log "$target: $SECONDS_PER_TARGET s, corpus $corpus"
-    # Leaks are not reported, as in QEMU's own fuzzing CI: QEMU does not
-    # free everything at exit
-    cd "$FUZZ_OUT"
-    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-    UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
-        "$FUZZ_BIN" --fuzz-target="generic-fuzz-$target" \
-        -max_total_time="$SECONDS_PER_TARGET" "${jobs[@]}" \
-        -artifact_prefix="$crashes/" -print_final_stats=1 "$corpus" \
-        > "$log" 2>&1 && status=0 || status=$?
-    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|^#[0-9]+.*DONE' "$log" |
-        sed "s/^/fuzz: $target: /" >&2 || true
+    log "$target: $SECONDS_PER_TARGET s, corpus ${dirs[*]}"
+    cpu=$(fuzzer "$target" "$log" -max_total_time="$SECONDS_PER_TARGET" \
+          "${jobs[@]}" -artifact_prefix="$crashes/" "${dirs[@]}") || status=$?
+    report "$target" "$log" "$cpu"
+    printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$cpu" \
+        "$(grep -m1 -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$log" || echo 0)" \
+        >> "$FUZZ_OUT/campaign.tsv"
     if [ $status -ne 0 ]; then
         log "$target: QEMU crashed or hung; see $log and $crashes"
         tail -n 40 "$log" >&2
     fi
+    return $status
+}
+
+# smoke TARGET: the committed corpus, then a few fuzzing runs with a
+# fixed seed; nothing is written to the corpora
+smoke() {
+    local target=$1 tmp log=$FUZZ_OUT/smoke-$1.log cpu status=0
+    local runs=${SMOKE_RUNS[$1]:-$SMOKE_RUNS_DEFAULT} dirs=()
+
+    tmp=$(mktemp -d)
+    [ -d "$SEEDS/$target" ] && dirs=("$SEEDS/$target")
+    cpu=$(fuzzer "$target" "$log" -seed="$SMOKE_SEED" -runs="$runs" \
+          -artifact_prefix="$tmp/" "$tmp" "${dirs[@]}") || status=$?
+    report "$target" "$log" "$cpu"
+    if [ $status -ne 0 ]; then
+        log "$target: QEMU crashed or hung; see $log"
+        tail -n 40 "$log" >&2
+    fi
+    rm -rf "$tmp"
     return $status
 }
 
@@ -119,15 +210,55 @@ qtests() {
         meson test -C "$FUZZ_BUILD" --no-rebuild --print-errorlogs "${names[@]}"
 }
 
-build
+# Replay the campaign corpora on a coverage build; report the lines of
+# COVERED that they reach
+coverage() {
+    local t profiles=$FUZZ_OUT/coverage dirs f
+
+    install_packages llvm-14
+    build_fuzzer "$COV_BUILD" \
+        --extra-cflags="-fprofile-instr-generate -fcoverage-mapping" \
+        --extra-ldflags="-fprofile-instr-generate"
+    rm -rf "$profiles"
+    mkdir -p "$profiles"
+    for t in "$@"; do
+        mapfile -t dirs < <(corpora "$t")
+        log "$t: replaying ${dirs[*]}"
+        (cd "$FUZZ_OUT" && LLVM_PROFILE_FILE="$profiles/$t.profraw" \
+            "$COV_BUILD/qemu-fuzz-x86_64" --fuzz-target="$t" -runs=0 \
+            "${dirs[@]}" > "$FUZZ_OUT/coverage-$t.log" 2>&1) ||
+            log "$t: the replay failed; see $FUZZ_OUT/coverage-$t.log"
+    done
+    llvm-profdata-14 merge -sparse -o "$profiles/all.profdata" \
+        "$profiles"/*.profraw
+    for f in "${COVERED[@]}"; do
+        llvm-cov-14 report "$COV_BUILD/qemu-fuzz-x86_64" \
+            -instr-profile="$profiles/all.profdata" "$QEMU_SRC/$f"
+        llvm-cov-14 show "$COV_BUILD/qemu-fuzz-x86_64" \
+            -instr-profile="$profiles/all.profdata" "$QEMU_SRC/$f" \
+            > "$profiles/$(basename "$f").txt"
+    done
+    log "line by line: $profiles/*.c.txt"
+}
+
+mkdir -p "$FUZZ_OUT"
+cmd=run
 case ${1:-} in
+build|run|smoke|qtests|coverage) cmd=$1; shift ;;
+esac
+[ $# -gt 0 ] && TARGETS=("$@")
+if [ "$cmd" = coverage ]; then
+    coverage "${TARGETS[@]}"
+    exit
+fi
+build
+case $cmd in
 build) exit 0 ;;
 qtests) qtests; exit ;;
 esac
-[ $# -gt 0 ] && TARGETS=("$@")
 failed=0
 for t in "${TARGETS[@]}"; do
-    run "$t" || failed=$((failed + 1))
+    "$cmd" "$t" || failed=$((failed + 1))
 done
 log "$((${#TARGETS[@]} - failed)) of ${#TARGETS[@]} targets ran without a crash"
 [ $failed -eq 0 ]

@@ -932,6 +932,18 @@ static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
                    "interrupt off INTA");
         return false;
     }
+    /*
+     * ... and the line's state: INTA is up only for a pending interrupt
+     * not sent by MSI-X, and the other pins never are, or a reset would
+     * take back what the bus never counted
+     */
+    if ((pci_dev->irq_state & ~1) ||
+        ((pci_dev->irq_state & 1) &&
+         (!(s->int_status & s->int_enable) || msix_enabled(pci_dev)))) {
+        error_setg(errp, "vtpm-pci: the migration stream's interrupt line "
+                   "disagrees with the card's interrupt registers");
+        return false;
+    }
     if (s->state > VTPM_STATE_COMPLETE || s->state == VTPM_STATE_EXECUTING ||
         s->cmd_len > s->buffer_size || s->rsp_len > s->buffer_size ||
         s->rsp_pos > s->rsp_len || s->locality > VTPM_PCI_LOCALITY_MAX ||

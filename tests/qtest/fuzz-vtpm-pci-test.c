@@ -60,17 +60,19 @@ static void migration_assert_end(QTestState *s, const char *status,
 }
 
 /*
- * vtpm-pci-migration-fuzz: a stream whose copy of the card's PCI
- * configuration names no interrupt pin loaded, and the next interrupt
- * hit an assertion in pci_irq_handler().  The card refuses the stream.
+ * Migrate a card to a file, change the byte at @offset in its copy of
+ * the card's PCI configuration (followed in the stream by its interrupt
+ * pins' states, a 32-bit word each) to @value, and check that a
+ * destination refuses the stream for @reason and loads the original.
  */
-static void test_stream_interrupt_pin(void)
+static void stream_refused(unsigned offset, uint8_t value,
+                           const char *reason)
 {
     g_autofree char *stream = g_build_filename(tmp_dir, "stream", NULL);
     g_autofree char *uri = g_strdup_printf("file:%s", stream);
     g_autofree char *img = NULL;
     const char *idstr = "/vtpm-pci";
-    uint8_t rsp[32];
+    uint8_t rsp[32], old;
     char *config;
     gsize len;
     QTestState *s;
@@ -87,22 +89,22 @@ static void test_stream_interrupt_pin(void)
     config = memmem(img, len, idstr, strlen(idstr));
     g_assert_nonnull(config);
     config += strlen(idstr) + 12;
-    g_assert_cmpuint(config + PCI_CFG_SPACE_SIZE - img, <=, len);
+    g_assert_cmpuint(config + PCI_CFG_SPACE_SIZE + 16 - img, <=, len);
     g_assert_cmpuint(ldl_le_p(config), ==,
                      VTPM_PCI_VENDOR_ID | VTPM_PCI_DEVICE_ID << 16);
-    g_assert_cmpuint(config[PCI_INTERRUPT_PIN], ==, 1);
-    config[PCI_INTERRUPT_PIN] = 0;
+    old = config[offset];
+    config[offset] = value;
     g_assert_true(g_file_set_contents(stream, img, len, NULL));
 
     s = qtest_init(VTPM_ARGS " -incoming defer");
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s,"
                              "  'exit-on-error': false } }", uri);
-    migration_assert_end(s, "failed", "interrupt off INTA");
+    migration_assert_end(s, "failed", reason);
     qtest_quit(s);
 
-    /* Unmangled, the same stream loads, and the card interrupts */
-    config[PCI_INTERRUPT_PIN] = 1;
+    /* Unchanged, the same stream loads, and the card interrupts */
+    config[offset] = old;
     g_assert_true(g_file_set_contents(stream, img, len, NULL));
     s = qtest_init(VTPM_ARGS " -incoming defer");
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
@@ -122,6 +124,29 @@ static void test_stream_interrupt_pin(void)
     g_unlink(stream);
 }
 
+/*
+ * vtpm-pci-migration-fuzz: a stream whose copy of the card's PCI
+ * configuration names no interrupt pin loaded, and the next interrupt
+ * hit an assertion in pci_irq_handler()
+ */
+static void test_stream_interrupt_pin(void)
+{
+    stream_refused(PCI_INTERRUPT_PIN, 0, "interrupt off INTA");
+}
+
+/*
+ * The same target, before it restored the bus's state with the card's:
+ * the card's interrupt line and the bus's count of it disagreed, and the
+ * next reset hit an assertion in pcibus_reset_hold().  A stream can hold
+ * the same disagreement, here INTB asserted, which the card never
+ * drives and the bus never counted: the card refuses it.
+ */
+static void test_stream_interrupt_state(void)
+{
+    /* INTB's state, big-endian */
+    stream_refused(PCI_CFG_SPACE_SIZE + 7, 1, "interrupt line disagrees");
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -131,6 +156,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-pin",
                    test_stream_interrupt_pin);
+    qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-state",
+                   test_stream_interrupt_state);
     ret = g_test_run();
     g_rmdir(tmp_dir);
     g_free(tmp_dir);

@@ -64,9 +64,14 @@ typedef struct VTPMFuzz {
      */
     bool checked;
     uint32_t buf_size;
-    /* The card's and the TPM's sections of the machine's device state */
+    /*
+     * The card's and the TPM's sections of the machine's device state,
+     * and the root bus's (whose interrupt counts follow the card's
+     * interrupt line), each a stream qemu_load_device_state() loads
+     */
     GByteArray *fresh;          /* just reset, with a new TPM */
-    GByteArray *bases[3];       /* for the migration target */
+    GByteArray *bus;            /* the bus's, for the migration target */
+    GByteArray *bases[3];       /* the card's and the TPM's, for it */
 } VTPMFuzz;
 
 static VTPMFuzz vf;
@@ -300,16 +305,14 @@ static GByteArray *vtpm_fuzz_save_devices(void)
 }
 
 /*
- * Keep the sections of @stream (qemu_save_device_state's output: a file
+ * The sections of @stream (qemu_save_device_state()'s output: a file
  * header, then sections with footers) that belong to the card and its
- * TPM, and an end marker: a stream qemu_load_device_state() can load on
- * its own.
+ * TPM (@ours), or to the PCI bus (!@ours)
  */
-static GByteArray *vtpm_fuzz_our_sections(const GByteArray *stream)
+static GByteArray *vtpm_fuzz_sections(const GByteArray *stream, bool ours)
 {
     GByteArray *out = g_byte_array_new();
     const uint8_t *p = stream->data + 8, *end = stream->data + stream->len;
-    uint8_t eof = QEMU_VM_EOF;
 
     while (p < end && *p == QEMU_VM_SECTION_FULL) {
         uint8_t footer[5] = { QEMU_VM_SECTION_FOOTER };
@@ -317,18 +320,26 @@ static GByteArray *vtpm_fuzz_our_sections(const GByteArray *stream)
         g_autofree char *idstr = g_strndup((const char *)p + 6, idlen);
         const uint8_t *payload = p + 6 + idlen + 8;
         const uint8_t *tail;
+        bool card = !strcmp(idstr, "tpm-libtpms") ||
+                    g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI);
 
         memcpy(footer + 1, p + 1, 4);
         tail = memmem(payload, end - payload, footer, sizeof(footer));
         g_assert(tail);
-        if (!strcmp(idstr, "tpm-libtpms") ||
-            g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI)) {
+        if (ours ? card : !strcmp(idstr, "PCIBUS")) {
             g_byte_array_append(out, p, tail + sizeof(footer) - p);
         }
         p = tail + sizeof(footer);
     }
-    g_byte_array_append(out, &eof, 1);
     return out;
+}
+
+/* The end of a stream */
+static void vtpm_fuzz_end_stream(GByteArray *st)
+{
+    uint8_t eof = QEMU_VM_EOF;
+
+    g_byte_array_append(st, &eof, 1);
 }
 
 static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
@@ -337,7 +348,9 @@ static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
     QEMUFile *f;
     int ret;
 
-    memcpy(bioc->data, data, len);
+    if (len) {
+        memcpy(bioc->data, data, len);
+    }
     bioc->usage = len;
     f = qemu_file_new_input(QIO_CHANNEL(bioc));
     ret = qemu_load_device_state(f, errp);
@@ -375,11 +388,17 @@ static void vtpm_fuzz_restore(QTestState *s, bool reset)
 static void vtpm_fuzz_pre_fuzz(QTestState *s)
 {
     g_autoptr(GByteArray) all = NULL;
+    g_autoptr(GByteArray) mine = NULL;
 
     vtpm_fuzz_find_card(s);
     all = vtpm_fuzz_save_devices();
-    vf.fresh = vtpm_fuzz_our_sections(all);
-    g_assert_cmpuint(vf.fresh->len, >, 1);
+    vf.bus = vtpm_fuzz_sections(all, false);
+    vf.fresh = vtpm_fuzz_sections(all, false);
+    mine = vtpm_fuzz_sections(all, true);
+    g_assert_cmpuint(vf.bus->len, >, 0);
+    g_assert_cmpuint(mine->len, >, 0);
+    g_byte_array_append(vf.fresh, mine->data, mine->len);
+    vtpm_fuzz_end_stream(vf.fresh);
 }
 
 /* vtpm-pci-fuzz, vtpm-pci-tpm12-fuzz: the register interface */
@@ -544,6 +563,17 @@ static void vtpm_fuzz_registers(QTestState *s, const unsigned char *data,
 
 /* vtpm-pci-migration-fuzz: the card's and the TPM's migration streams */
 
+/* Load the card's and the TPM's sections @st, after the bus's */
+static bool vtpm_fuzz_load_base(const GByteArray *st, Error **errp)
+{
+    g_autoptr(GByteArray) all = g_byte_array_new();
+
+    g_byte_array_append(all, vf.bus->data, vf.bus->len);
+    g_byte_array_append(all, st->data, st->len);
+    vtpm_fuzz_end_stream(all);
+    return vtpm_fuzz_load(all->data, all->len, errp);
+}
+
 /*
  * The states a stream is taken in: a started TPM and an idle card, a
  * command half written, a response not yet read.
@@ -569,9 +599,9 @@ static void vtpm_fuzz_make_bases(QTestState *s)
             g_assert_cmpuint(vtpm_fuzz_state(s), ==, VTPM_STATE_COMPLETE);
         }
         all = vtpm_fuzz_save_devices();
-        vf.bases[i] = vtpm_fuzz_our_sections(all);
+        vf.bases[i] = vtpm_fuzz_sections(all, true);
         /* Each base loads as it is */
-        vtpm_fuzz_load(vf.bases[i]->data, vf.bases[i]->len, &error_abort);
+        vtpm_fuzz_load_base(vf.bases[i], &error_abort);
     }
     vtpm_fuzz_restore(s, false);
 }
@@ -667,7 +697,7 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
         vtpm_fuzz_edit(st, data);
     }
 
-    loaded = vtpm_fuzz_load(st->data, st->len, &err);
+    loaded = vtpm_fuzz_load_base(st, &err);
     if (loaded) {
         vtpm_fuzz_check_answers(s);
     }
