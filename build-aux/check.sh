@@ -90,6 +90,22 @@ cp_status=$?
 echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
 result "checkpatch: no errors in the exported series" $cp_status
 
+# --- sanitizers: the qtests under ASan, UBSan and TSan; the fuzz smoke ------
+# build-aux/fuzz.sh and tsan.sh build QEMU with clang-14 in builds of their
+# own; any sanitizer report fails a test
+echo "== sanitizers: qtests under ASan and UBSan, fuzz smoke, TSan"
+san_start=$SECONDS
+fuzz=$VTPM_TOP/build-aux/fuzz.sh
+"$fuzz" qtests
+result "asan, ubsan: the qtests of tests.sh, with no sanitizer report" $?
+for target in $("$fuzz" list); do
+    "$fuzz" smoke "$target"
+    result "fuzz smoke: $target replays its corpus and fuzzes, seed 1" $?
+done
+"$VTPM_TOP/build-aux/tsan.sh"
+result "tsan: the qtests that hand commands between threads, no report" $?
+echo "sanitizer stage: $((SECONDS - san_start)) s"
+
 # --- end to end: Linux guests with the driver (contrib/vtpm-pci) ----------
 # One guest kernel of each line Debian serves (guest/kernels.sh): every
 # configuration on the newest, msi and intx on the others (guest/e2e.sh)

@@ -10,6 +10,7 @@
 #   fuzz.sh [run] [TARGET...]  build, then fuzz each target (default:
 #                           all) for FUZZ_SECONDS
 #   fuzz.sh build           build only
+#   fuzz.sh list            print the targets
 #   fuzz.sh smoke           build, then replay every committed corpus and
 #                           run a short fuzz of each target with a fixed
 #                           seed: what CI runs
@@ -24,7 +25,10 @@
 #                           in the card, the backend and the state file
 #
 # FUZZ_SECONDS (default 60; "make fuzz SECONDS=N") is the time per
-# target, FUZZ_JOBS (default 1) the libFuzzer workers per target.  A
+# target, FUZZ_JOBS (default 1) the libFuzzer workers per target.  With
+# FUZZ_FORK=1 a run goes on past a crash (libFuzzer's -fork=1
+# -ignore_crashes=1), for a campaign on a target that reaches a bug
+# already known, in libtpms say; every crash is still kept.  A
 # target starts from its committed corpus (fuzz/corpus/TARGET, where
 # there is one) and from its campaign corpus, $VTPM_CACHE/fuzz/corpus/
 # TARGET, which keeps what the runs found, so that a later run goes on
@@ -43,6 +47,7 @@ FUZZ_OUT=$VTPM_CACHE/fuzz
 SEEDS=$VTPM_TOP/fuzz/corpus
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
+FUZZ_FORK=${FUZZ_FORK:-0}
 TARGETS=(
     vtpm-pci-fuzz
     vtpm-pci-tpm12-fuzz
@@ -126,9 +131,16 @@ fuzzer() {
         UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
             "$FUZZ_BUILD/qemu-fuzz-x86_64" --fuzz-target="$target" \
             -timeout=60 -print_final_stats=1 "$@" > "$log" 2>&1) ; } 2>&1 |
-        awk '{ printf "%.1f\n", $1 + $2 }'
+        awk 'END { printf "%.1f\n", $1 + $2 }'
     status=${PIPESTATUS[0]}
     return "$status"
+}
+
+# The inputs a run executed, from its log: libFuzzer's final statistics,
+# or in fork mode its last status line
+executions() {
+    grep -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$1" ||
+        grep -oP '^#\K[0-9]+(?=: cov:)' "$1" | tail -n 1 || echo 0
 }
 
 # The corpora a target reads: the campaign's first (where libFuzzer
@@ -159,15 +171,17 @@ run() {
     mapfile -t dirs < <(corpora "$target")
     # More than one: libFuzzer's worker processes, each logging to
     # fuzz-N.log in the directory it runs in, $FUZZ_OUT
-    if [ "$FUZZ_JOBS" -gt 1 ]; then
+    if [ "$FUZZ_FORK" = 1 ]; then
+        jobs=(-fork="$FUZZ_JOBS" -ignore_crashes=1)
+    elif [ "$FUZZ_JOBS" -gt 1 ]; then
         jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
     fi
     log "$target: $SECONDS_PER_TARGET s, corpus ${dirs[*]}"
     cpu=$(fuzzer "$target" "$log" -max_total_time="$SECONDS_PER_TARGET" \
           "${jobs[@]}" -artifact_prefix="$crashes/" "${dirs[@]}") || status=$?
     report "$target" "$log" "$cpu"
-    printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$cpu" \
-        "$(grep -m1 -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$log" || echo 0)" \
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$cpu" \
+        "$(executions "$log")" "$(ls "$crashes" | wc -l)" \
         >> "$FUZZ_OUT/campaign.tsv"
     if [ $status -ne 0 ]; then
         log "$target: QEMU crashed or hung; see $log and $crashes"
@@ -244,6 +258,7 @@ coverage() {
 mkdir -p "$FUZZ_OUT"
 cmd=run
 case ${1:-} in
+list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
 build|run|smoke|qtests|coverage) cmd=$1; shift ;;
 esac
 [ $# -gt 0 ] && TARGETS=("$@")

@@ -80,8 +80,8 @@ SERIES = os.path.join(PATCH_DIR, 'series')
 TREE_DIRS = ('backends', 'docs', 'hw', 'include', 'qapi', 'tests')
 
 # Folders inside them that are the project's own, never part of QEMU's
-# tree: the benchmark's results (bench/).
-PROJECT_DIRS = ('docs/bench/',)
+# tree: the benchmark's results (bench/), the fuzz campaigns' (fuzz/).
+PROJECT_DIRS = ('docs/bench/', 'docs/fuzz/')
 
 # Build-only files, laid into the working copy but not part of the series.
 BUILD_FILES = {

@@ -41,6 +41,9 @@ REG_STATUS, REG_CONTROL, REG_LOCALITY, REG_INT_ENABLE, REG_INT_STATUS, \
     REG_DATA = 0x0c, 0x10, 0x20, 0x24, 0x28, 0x30
 CONTROL_START, CONTROL_CANCEL, CONTROL_ABORT, CONTROL_QUERY = 1, 2, 4, 8
 
+# The migration target's flag: fix the TPM state's digests after the edits
+MIGRATION_FIX_DIGESTS = 0x80
+
 
 def u8(v):
     return struct.pack('>B', v)
@@ -386,6 +389,12 @@ def main():
         corpora['vtpm-pci-migration-fuzz']['edits-%d' % b] = (
             u8(b) + u8(0) + u16(40) + u8(1) + u8(1) + u16(45) + u8(0) +
             u8(3) + u16(300) + u8(0))
+        # The TPM's state blobs themselves, their digests fixed up: a
+        # byte of the permanent state's header, one further in, one of
+        # the volatile state
+        corpora['vtpm-pci-migration-fuzz']['blobs-%d' % b] = (
+            u8(MIGRATION_FIX_DIGESTS | b) + u8(0) + u16(110) + u8(0x01) +
+            u8(1) + u16(700) + u8(0xff) + u8(0) + u16(2000) + u8(0x80))
     if args.qemu:
         seq2, seq12 = tpm2_sequences(), tpm12_sequences()
         corpora['tpm-libtpms-state-fuzz'].update(state_inputs(

@@ -62,6 +62,8 @@
 
 /* Bounds a migration stream's TPM state blobs */
 #define TPM_LIBTPMS_STATE_MAX   (1 * MiB)
+/* The SHA-256 a migration stream carries of each */
+#define TPM_LIBTPMS_DIGEST_SIZE 32
 
 OBJECT_DECLARE_SIMPLE_TYPE(TPMLibtpms, TPM_LIBTPMS)
 
@@ -89,6 +91,8 @@ struct TPMLibtpms {
         uint8_t *permanent;
         uint32_t volatile_size;
         uint8_t *volatile_state;
+        uint8_t permanent_digest[TPM_LIBTPMS_DIGEST_SIZE];
+        uint8_t volatile_digest[TPM_LIBTPMS_DIGEST_SIZE];
     } mig;
     bool relock;                /* gave up the file lock for a migration */
 
@@ -581,6 +585,31 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
 
 /* Migration and snapshots */
 
+/*
+ * The digest a stream carries of a state blob.  libtpms' parsers of its
+ * own state do not survive every damaged blob (libtpms 0.9.2 reads far
+ * out of bounds on some); the digest keeps a stream damaged on its way
+ * from reaching them.
+ */
+static void tpm_libtpms_digest(const uint8_t *data, uint32_t len,
+                               uint8_t digest[TPM_LIBTPMS_DIGEST_SIZE])
+{
+    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+    gsize digest_len = TPM_LIBTPMS_DIGEST_SIZE;
+
+    g_checksum_update(sha256, data, len);
+    g_checksum_get_digest(sha256, digest, &digest_len);
+}
+
+static bool tpm_libtpms_digest_ok(const uint8_t *data, uint32_t len,
+                                  const uint8_t *digest)
+{
+    uint8_t actual[TPM_LIBTPMS_DIGEST_SIZE];
+
+    tpm_libtpms_digest(data, len, actual);
+    return !memcmp(actual, digest, sizeof(actual));
+}
+
 static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
 {
     TPMLibtpms *s = opaque;
@@ -616,6 +645,10 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
                    res);
         return false;
     }
+    tpm_libtpms_digest(s->mig.permanent, s->mig.permanent_size,
+                       s->mig.permanent_digest);
+    tpm_libtpms_digest(s->mig.volatile_state, s->mig.volatile_size,
+                       s->mig.volatile_digest);
 
     /* Whoever loads this state takes the file over */
     if (s->nv) {
@@ -702,6 +735,16 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
         goto out;
     }
 
+    if (s->mig.running &&
+        (!tpm_libtpms_digest_ok(s->mig.permanent, s->mig.permanent_size,
+                                s->mig.permanent_digest) ||
+         !tpm_libtpms_digest_ok(s->mig.volatile_state, s->mig.volatile_size,
+                                s->mig.volatile_digest))) {
+        error_setg(errp, "tpm-libtpms: the incoming TPM state is damaged: "
+                   "its checksum does not match");
+        goto out;
+    }
+
     /* loadvm: the running TPM's state is discarded, not shut down */
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         s->needs_shutdown = false;
@@ -776,6 +819,8 @@ static const VMStateDescription vmstate_tpm_libtpms = {
         VMSTATE_UINT32(mig.permanent_size, TPMLibtpms),
         VMSTATE_UINT32(mig.volatile_size, TPMLibtpms),
         VMSTATE_VALIDATE("state sizes", tpm_libtpms_state_fits),
+        VMSTATE_BUFFER(mig.permanent_digest, TPMLibtpms),
+        VMSTATE_BUFFER(mig.volatile_digest, TPMLibtpms),
         VMSTATE_VBUFFER_ALLOC_UINT32(mig.permanent, TPMLibtpms, 1, NULL,
                                      mig.permanent_size),
         VMSTATE_VBUFFER_ALLOC_UINT32(mig.volatile_state, TPMLibtpms, 1, NULL,

@@ -1041,28 +1041,45 @@ static void test_migrate_corrupt(void)
     g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
     fields = memmem(img, len, idstr, strlen(idstr));
     g_assert_nonnull(fields);
-    /* idstr, instance id, version; then family, running, needs_shutdown */
+    /*
+     * idstr, instance id, version; then family (4), running, needs_shutdown,
+     * the permanent and volatile states' sizes (4 each) and SHA-256
+     * digests, and the states
+     */
     fields += strlen(idstr) + 8;
     g_assert_cmpuint(ldl_be_p(fields), ==, 2);
 
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < 3; i++) {
         g_autofree char *copy = g_memdup2(img, len);
         char *f = copy + (fields - img);
+        uint32_t permanent_size = ldl_be_p(f + 6);
         g_autofree char *args = g_strdup_printf(
             "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t "
             "-incoming file:%s", dst_path, bad);
+        static const char *const reasons[] = {
+            "tpm-libtpms/state sizes",
+            "the incoming TPM state is damaged: its checksum does not match",
+            "libtpms refused the incoming TPM state",
+        };
 
         if (i == 0) {
             /* An absurd size for the permanent state */
             stl_be_p(f + 6, 0x7fffffff);
         } else {
             /* The permanent state's own header, mangled */
-            memset(f + 14, 0xa5, 8);
+            g_assert_cmpuint(f + 78 + permanent_size - copy, <=, len);
+            memset(f + 78, 0xa5, 8);
+        }
+        if (i == 2) {
+            /* ... and its digest made to match */
+            gsize digest_len = 32;
+            g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+
+            g_checksum_update(sha256, (guchar *)f + 78, permanent_size);
+            g_checksum_get_digest(sha256, (guint8 *)f + 14, &digest_len);
         }
         g_assert_true(g_file_set_contents(bad, copy, len, NULL));
-        tpm_cmd_assert_qemu_refuses(args, i == 0 ?
-                                    "tpm-libtpms/state sizes" :
-                                    "libtpms refused the incoming TPM state");
+        tpm_cmd_assert_qemu_refuses(args, reasons[i]);
         g_assert_false(g_file_test(dst_path, G_FILE_TEST_EXISTS));
     }
 }

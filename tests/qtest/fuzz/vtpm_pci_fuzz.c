@@ -600,6 +600,8 @@ static void vtpm_fuzz_make_bases(QTestState *s)
         }
         all = vtpm_fuzz_save_devices();
         vf.bases[i] = vtpm_fuzz_sections(all, true);
+        /* The TPM's section first, for vtpm_fuzz_fix_digests() */
+        g_assert(!memcmp(vf.bases[i]->data + 5, "\x0btpm-libtpms", 12));
         /* Each base loads as it is */
         vtpm_fuzz_load_base(vf.bases[i], &error_abort);
     }
@@ -613,10 +615,14 @@ static void vtpm_fuzz_migration_pre_fuzz(QTestState *s)
 }
 
 /*
- * An input is a base (1 byte: which of vf.bases), then edits of 4 bytes
- * each: an operation, an offset (2, big-endian; modulo the stream's
- * length) and a value.
+ * An input is a base (1 byte: which of vf.bases, and a flag), then edits
+ * of 4 bytes each: an operation, an offset (2, big-endian; modulo the
+ * stream's length) and a value.  With the flag, the TPM's section gets
+ * the digests of its state blobs as they are after the edits, so that
+ * what the fuzzer changes in them reaches libtpms.
  */
+#define VTPM_FUZZ_FIX_DIGESTS   0x80
+
 enum {
     VTPM_EDIT_XOR,              /* xor the byte with value */
     VTPM_EDIT_SET,              /* set the byte to value */
@@ -655,6 +661,40 @@ static void vtpm_fuzz_edit(GByteArray *st, const uint8_t *edit)
     }
 }
 
+/*
+ * Recompute the digests in the TPM's section at the start of @st (its
+ * header, then family (4), running, needs_shutdown, the permanent and
+ * volatile states' sizes (4 each), their SHA-256 digests, the states),
+ * where the edits left enough of it to find them.
+ */
+static void vtpm_fuzz_fix_digests(GByteArray *st)
+{
+    static const char idstr[] = "tpm-libtpms";
+    const size_t header = 6 + strlen(idstr) + 8;
+    uint8_t *f = st->data + header;
+    uint32_t sizes[2];
+    gsize digest_len = 32;
+    size_t at = header + 78;
+    int i;
+
+    if (st->len < at || st->data[5] != strlen(idstr) ||
+        memcmp(st->data + 6, idstr, strlen(idstr))) {
+        return;
+    }
+    sizes[0] = ldl_be_p(f + 6);
+    sizes[1] = ldl_be_p(f + 10);
+    for (i = 0; i < 2; i++) {
+        g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+
+        if (sizes[i] > st->len - at) {
+            return;
+        }
+        g_checksum_update(sha256, st->data + at, sizes[i]);
+        g_checksum_get_digest(sha256, f + 14 + 32 * i, &digest_len);
+        at += sizes[i];
+    }
+}
+
 /* A card that loaded a stream must still run a command */
 static void vtpm_fuzz_check_answers(QTestState *s)
 {
@@ -685,16 +725,22 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
                                 size_t size)
 {
     g_autoptr(GByteArray) st = g_byte_array_new();
+    const GByteArray *base;
     Error *err = NULL;
     bool loaded;
+    size_t i;
 
     if (size < 1) {
         return;
     }
-    g_byte_array_append(st, vf.bases[data[0] % ARRAY_SIZE(vf.bases)]->data,
-                        vf.bases[data[0] % ARRAY_SIZE(vf.bases)]->len);
-    for (data++, size--; size >= 4; data += 4, size -= 4) {
-        vtpm_fuzz_edit(st, data);
+    base = vf.bases[(data[0] & ~VTPM_FUZZ_FIX_DIGESTS) %
+                    ARRAY_SIZE(vf.bases)];
+    g_byte_array_append(st, base->data, base->len);
+    for (i = 1; i + 4 <= size; i += 4) {
+        vtpm_fuzz_edit(st, data + i);
+    }
+    if (data[0] & VTPM_FUZZ_FIX_DIGESTS) {
+        vtpm_fuzz_fix_digests(st);
     }
 
     loaded = vtpm_fuzz_load_base(st, &err);
