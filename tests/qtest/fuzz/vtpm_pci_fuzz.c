@@ -772,13 +772,15 @@ static void register_vtpm_pci_fuzz_targets(void)
         .name = "vtpm-pci-tpm12-fuzz",
         .description = "Fuzz vtpm-pci's registers and the TPM 1.2 commands "
                        "it carries to libtpms, with commands completing in "
-                       "the main loop (poll-ns=0)",
+                       "the main loop (poll-ns=0), on a card whose BAR is "
+                       "pinned (iobase)",
         .get_init_cmdline = vtpm_fuzz_cmdline,
         .pre_fuzz = vtpm_fuzz_pre_fuzz,
         .fuzz = vtpm_fuzz_registers,
         .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
                   "-display none -tpmdev libtpms,id=tpm0,version=1.2 "
-                  "-device vtpm-pci,tpmdev=tpm0,poll-ns=0",
+                  "-device vtpm-pci,tpmdev=tpm0,poll-ns=0,"
+                  "iobase=" stringify(VTPM_FUZZ_PORT),
     });
     fuzz_add_target(&(FuzzTarget){
         .name = "vtpm-pci-migration-fuzz",
