@@ -11,6 +11,8 @@
 #                           all) for FUZZ_SECONDS
 #   fuzz.sh build           build only
 #   fuzz.sh list            print the targets
+#   fuzz.sh report          the campaign so far, from campaign.tsv: CPU
+#                           time, executions and crash inputs per target
 #   fuzz.sh smoke           build, then replay every committed corpus and
 #                           run a short fuzz of each target with a fixed
 #                           seed: what CI runs
@@ -33,8 +35,9 @@
 # there is one) and from its campaign corpus, $VTPM_CACHE/fuzz/corpus/
 # TARGET, which keeps what the runs found, so that a later run goes on
 # from there.  What crashes or hangs QEMU is written to
-# $VTPM_CACHE/fuzz/crashes/TARGET.  Each run prints its executions, the
-# CPU time it took and what it added.  Exits non-zero when a target
+# $VTPM_CACHE/fuzz/crashes/TARGET (with the inputs that took over 10 s,
+# slow-unit-*).  Each run prints its executions, the CPU time it took and
+# what it added.  Exits non-zero when a target
 # found a crash.
 
 set -euo pipefail
@@ -181,7 +184,7 @@ run() {
           "${jobs[@]}" -artifact_prefix="$crashes/" "${dirs[@]}") || status=$?
     report "$target" "$log" "$cpu"
     printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$cpu" \
-        "$(executions "$log")" "$(ls "$crashes" | wc -l)" \
+        "$(executions "$log")" "$(find "$crashes" -type f ! -name 'slow-unit-*' | wc -l)" \
         >> "$FUZZ_OUT/campaign.tsv"
     if [ $status -ne 0 ]; then
         log "$target: QEMU crashed or hung; see $log and $crashes"
@@ -255,10 +258,26 @@ coverage() {
     log "line by line: $profiles/*.c.txt"
 }
 
+# The campaign log's runs, summed per target
+report_campaign() {
+    awk -F'\t' '
+        { cpu[$2] += $3; n[$2] += $4; runs[$2]++; crashes[$2] = $5; total += $3 }
+        END {
+            printf "%-30s %5s %9s %11s %8s %7s\n", "target", "runs",
+                   "CPU h", "executions", "exec/CPU-s", "crashes"
+            for (t in cpu)
+                printf "%-30s %5d %9.2f %11d %8.1f %7d\n", t, runs[t],
+                       cpu[t] / 3600, n[t], cpu[t] ? n[t] / cpu[t] : 0,
+                       crashes[t]
+            printf "%-30s %5s %9.2f\n", "all", "", total / 3600
+        }' "$FUZZ_OUT/campaign.tsv"
+}
+
 mkdir -p "$FUZZ_OUT"
 cmd=run
 case ${1:-} in
 list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
+report) report_campaign; exit 0 ;;
 build|run|smoke|qtests|coverage) cmd=$1; shift ;;
 esac
 [ $# -gt 0 ] && TARGETS=("$@")

@@ -29,6 +29,7 @@
 #include "io/channel-buffer.h"
 #include "migration/qemu-file.h"
 #include "migration/savevm.h"
+#include "hw/pci/pci_device.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "system/tpm.h"
@@ -56,6 +57,8 @@ static const uint8_t tpm2_get_random_8[] = {
 };
 
 typedef struct VTPMFuzz {
+    PCIDevice *card;
+    int32_t card_version;       /* its PCI configuration's, as realized */
     int devfn;                  /* the card's, on bus 0 */
     uint16_t port;              /* BAR 0, as the input last placed it */
     /*
@@ -364,17 +367,16 @@ static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
 }
 
 /*
- * Back to the machine of the first input, with a new TPM.  After a
- * stream that failed to load, the card is reset first: its fields may
- * hold anything.  Otherwise it is brought to rest at its first base
- * (what runs there finishes, the flags query included), which spares
- * the TPM a start: a TPM 1.2 generates an RSA key in every self-test.
+ * Back to the machine of the first input, with a new TPM, by loading the
+ * snapshot.  Normally the card is brought to rest first (what runs there
+ * finishes, the flags query included); after a stream that failed to
+ * load (@loaded false) nothing runs, and the card's fields may hold
+ * anything, so it is not asked.  No reset: it would start the TPM once
+ * more, and a TPM 1.2 generates an RSA key in every self-test.
  */
-static void vtpm_fuzz_restore(QTestState *s, bool reset)
+static void vtpm_fuzz_restore(QTestState *s, bool loaded)
 {
-    if (reset) {
-        fuzz_reset(s);
-    } else {
+    if (loaded) {
         vtpm_fuzz_config_write(s, vf.devfn, PCI_BASE_ADDRESS_0, 4,
                                VTPM_FUZZ_PORT);
         vtpm_fuzz_config_write(s, vf.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
@@ -382,6 +384,11 @@ static void vtpm_fuzz_restore(QTestState *s, bool reset)
         vtpm_fuzz_wait(s);
         flush_events(s);
     }
+    /*
+     * The PCI core keeps the lowest configuration version it has loaded
+     * (a stream of an older QEMU), and refuses newer ones after it
+     */
+    vf.card->version_id = vf.card_version;
     vtpm_fuzz_load(vf.fresh->data, vf.fresh->len, &error_abort);
     vtpm_fuzz_track_bar(s);
 }
@@ -392,6 +399,8 @@ static void vtpm_fuzz_pre_fuzz(QTestState *s)
     g_autoptr(GByteArray) mine = NULL;
 
     vtpm_fuzz_find_card(s);
+    vf.card = PCI_DEVICE(object_resolve_path_type("", TYPE_VTPM_PCI, NULL));
+    vf.card_version = vf.card->version_id;
     all = vtpm_fuzz_save_devices();
     vf.bus = vtpm_fuzz_sections(all, false);
     vf.fresh = vtpm_fuzz_sections(all, false);
@@ -559,7 +568,7 @@ static void vtpm_fuzz_registers(QTestState *s, const unsigned char *data,
                                 size_t size)
 {
     vtpm_fuzz_run(s, data, size);
-    vtpm_fuzz_restore(s, false);
+    vtpm_fuzz_restore(s, true);
 }
 
 /* vtpm-pci-migration-fuzz: the card's and the TPM's migration streams */
@@ -606,7 +615,7 @@ static void vtpm_fuzz_make_bases(QTestState *s)
         /* Each base loads as it is */
         vtpm_fuzz_load_base(vf.bases[i], &error_abort);
     }
-    vtpm_fuzz_restore(s, false);
+    vtpm_fuzz_restore(s, true);
 }
 
 static void vtpm_fuzz_migration_pre_fuzz(QTestState *s)
@@ -750,7 +759,7 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
         vtpm_fuzz_check_answers(s);
     }
     error_free(err);
-    vtpm_fuzz_restore(s, !loaded);
+    vtpm_fuzz_restore(s, loaded);
 }
 
 static GString *vtpm_fuzz_cmdline(FuzzTarget *t)
