@@ -77,3 +77,18 @@ link_firmware() {
     done
     return 0
 }
+
+# install_debs PACKAGE...: install those of the bookworm packages that
+# are missing, without recommends (build-aux/fuzz.sh, tsan.sh)
+install_debs() {
+    local p missing=()
+
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${missing[@]}"
+}

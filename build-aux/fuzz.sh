@@ -76,26 +76,13 @@ PACKAGES=(clang-14 libclang-rt-14-dev)
 
 log() { printf 'fuzz: %s\n' "$*" >&2; }
 
-install_packages() {
-    local p missing=()
-
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "${missing[@]}"
-}
-
 # build_fuzzer BUILD ARGS...: configure BUILD as a fuzzing build with
 # ARGS, with our allowlist added to QEMU's, and build the fuzzer
 build_fuzzer() {
     local build=$1 filter ours_marker="# vtpm-pci: build-aux/fuzz-allowlist.txt"
     shift
 
-    install_packages "${PACKAGES[@]}"
+    install_debs "${PACKAGES[@]}"
     configure_qemu "$build" "$build.configure.log" \
         "${QEMU_CONFIGURE_ARGS[@]}" \
         --cc=clang-14 --cxx=clang++-14 --host-cc=clang-14 \
@@ -232,7 +219,7 @@ qtests() {
 coverage() {
     local t profiles=$FUZZ_OUT/coverage dirs f
 
-    install_packages llvm-14
+    install_debs llvm-14
     build_fuzzer "$COV_BUILD" \
         --extra-cflags="-fprofile-instr-generate -fcoverage-mapping" \
         --extra-ldflags="-fprofile-instr-generate"

@@ -60,24 +60,11 @@ PACKAGES=(clang-14 libclang-rt-14-dev)
 
 log() { printf 'tsan: %s\n' "$*" >&2; }
 
-install_packages() {
-    local p missing=()
-
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "${missing[@]}"
-}
-
 # build NAME...: configure, then build QEMU and these qtests
 build() {
     local t targets=(qemu-system-x86_64)
 
-    install_packages
+    install_debs "${PACKAGES[@]}"
     "$VTPM_TOP/build-aux/qemu-tree.py" overlay
     # --enable-tsan with clang-14, as QEMU's docs/devel/testing/main.rst
     # says.  --with-coroutine=ucontext: the backend that tells TSan about
