@@ -235,13 +235,21 @@ coverage() {
     done
     llvm-profdata-14 merge -sparse -o "$profiles/all.profdata" \
         "$profiles"/*.profraw
+    # The files by the paths the build saw, the working copy's symlinks
+    llvm-cov-14 report "$COV_BUILD/qemu-fuzz-x86_64" \
+        -instr-profile="$profiles/all.profdata" > "$profiles/report.txt"
+    head -n 1 "$profiles/report.txt"
     for f in "${COVERED[@]}"; do
-        llvm-cov-14 report "$COV_BUILD/qemu-fuzz-x86_64" \
-            -instr-profile="$profiles/all.profdata" "$QEMU_SRC/$f"
-        llvm-cov-14 show "$COV_BUILD/qemu-fuzz-x86_64" \
-            -instr-profile="$profiles/all.profdata" "$QEMU_SRC/$f" \
-            > "$profiles/$(basename "$f").txt"
+        grep -F "qemu/$f " "$profiles/report.txt"
     done
+    llvm-cov-14 show "$COV_BUILD/qemu-fuzz-x86_64" \
+        -instr-profile="$profiles/all.profdata" > "$profiles/show.txt"
+    for f in "${COVERED[@]}"; do
+        awk -v want="$QEMU_SRC/$f:" '
+            /^\/.*:$/ { keep = ($0 == want) }
+            keep' "$profiles/show.txt" > "$profiles/$(basename "$f").txt"
+    done
+    rm -f "$profiles/show.txt"
     log "line by line: $profiles/*.c.txt"
 }
 

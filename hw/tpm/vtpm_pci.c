@@ -956,6 +956,16 @@ static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
                    "stream");
         return false;
     }
+    /* The buffer holds what the state says: the command, or a response */
+    if ((s->state == VTPM_STATE_RECEIVING && s->data_len != s->cmd_len) ||
+        (s->state == VTPM_STATE_COMPLETE &&
+         (s->data_len != s->rsp_len || s->rsp_len < TPM_HEADER_SIZE ||
+          tpm_cmd_get_size(s->buf) != s->rsp_len)) ||
+        (s->state == VTPM_STATE_IDLE && s->data_len)) {
+        error_setg(errp, "vtpm-pci: the migration stream's buffer does not "
+                   "match the card's state");
+        return false;
+    }
     s->irq_level = s->int_status & s->int_enable;
     return true;
 }

@@ -147,6 +147,23 @@ static void test_stream_interrupt_state(void)
     stream_refused(PCI_CFG_SPACE_SIZE + 7, 1, "interrupt line disagrees");
 }
 
+/*
+ * vtpm-pci-migration-fuzz: a stream in which the card had a response of
+ * fewer bytes than a TPM response header, or one its buffer did not
+ * hold, loaded.  The card refuses a stream whose buffer does not match
+ * its state; here a card idle in the stream is made to hold a response.
+ */
+static void test_stream_buffer(void)
+{
+    /*
+     * After the configuration: the interrupt pins' states (16), the
+     * MSI-X table (one vector, 16) and pending bits (1), then the card's
+     * state (32-bit, big-endian)
+     */
+    stream_refused(PCI_CFG_SPACE_SIZE + 16 + 16 + 1 + 3, VTPM_STATE_COMPLETE,
+                   "buffer does not match the card's state");
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -158,6 +175,7 @@ int main(int argc, char **argv)
                    test_stream_interrupt_pin);
     qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-state",
                    test_stream_interrupt_state);
+    qtest_add_func("/vtpm-pci/fuzz/stream-buffer", test_stream_buffer);
     ret = g_test_run();
     g_rmdir(tmp_dir);
     g_free(tmp_dir);

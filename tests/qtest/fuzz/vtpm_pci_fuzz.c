@@ -328,7 +328,19 @@ static GByteArray *vtpm_fuzz_sections(const GByteArray *stream, bool ours)
                     g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI);
 
         memcpy(footer + 1, p + 1, 4);
-        tail = memmem(payload, end - payload, footer, sizeof(footer));
+        /* The footer, followed by the end or by the next section's start */
+        for (tail = payload;
+             (tail = memmem(tail, end - tail, footer, sizeof(footer)));
+             tail++) {
+            const uint8_t *next = tail + sizeof(footer);
+
+            if ((next < end && *next == QEMU_VM_EOF) ||
+                (end - next > 6 && *next == QEMU_VM_SECTION_FULL &&
+                 next[5] > 0 && end - next - 6 > next[5] &&
+                 g_ascii_isgraph(next[6]))) {
+                break;
+            }
+        }
         g_assert(tail);
         if (ours ? card : !strcmp(idstr, "PCIBUS")) {
             g_byte_array_append(out, p, tail + sizeof(footer) - p);
