@@ -116,11 +116,14 @@ fuzzer() {
 
     # Leaks are not reported, as in QEMU's own fuzzing CI: QEMU does not
     # free everything at exit.  A hang is an input that takes a minute.
+    # Inputs up to 16 KiB: a command longer than the card's 4 KiB buffer
+    # takes more than libFuzzer's default of 4 KiB.
     { time (cd "$FUZZ_OUT" &&
         ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
             "$FUZZ_BUILD/qemu-fuzz-x86_64" --fuzz-target="$target" \
-            -timeout=60 -print_final_stats=1 "$@" > "$log" 2>&1) ; } 2>&1 |
+            -timeout=60 -max_len=16384 -print_final_stats=1 "$@" \
+            > "$log" 2>&1) ; } 2>&1 |
         awk 'END { printf "%.1f\n", $1 + $2 }'
     status=${PIPESTATUS[0]}
     return "$status"
