@@ -55,6 +55,7 @@ TARGETS=(
     vtpm-pci-fuzz
     vtpm-pci-tpm12-fuzz
     vtpm-pci-migration-fuzz
+    vtpm-pci-hotplug-fuzz
     tpm-libtpms-state-fuzz
     generic-fuzz-vtpm-pci
     generic-fuzz-vtpm-pci-tpm12

@@ -18,6 +18,9 @@ commands that libtpms runs rather than from bytes it rejects:
       (--qemu), which drives the card over the qtest protocol
   vtpm-pci-migration-fuzz
       each base stream unedited, and a few edits of each
+  vtpm-pci-hotplug-fuzz
+      cards plugged with each kind of property value, driven, reset and
+      ejected, also while a command or the flags query runs
 
   seeds.py [--qemu QEMU] OUTDIR
 
@@ -43,6 +46,14 @@ CONTROL_START, CONTROL_CANCEL, CONTROL_ABORT, CONTROL_QUERY = 1, 2, 4, 8
 
 # The migration target's flag: fix the TPM state's digests after the edits
 MIGRATION_FIX_DIGESTS = 0x80
+
+# The hotplug target's actions, its commands, and how it picks a tpmdev
+# and a property's value (vtpm_pci_fuzz.c)
+HP_PLUG, HP_EJECT, HP_COMMAND, HP_START, HP_CONTROL, HP_CONFIG, \
+    HP_RESET = range(7)
+HP_STARTUP, HP_GET_RANDOM, HP_SELF_TEST = range(3)
+HP_TPM0, HP_OWN_TPM, HP_NO_SUCH_TPM = range(3)
+HP_NONE, HP_TABLE, HP_HEX, HP_DECIMAL, HP_STRING = range(5)
 
 
 def u8(v):
@@ -272,6 +283,72 @@ def card_inputs(startup):
     }
 
 
+def oversize_inputs(startup):
+    """Commands longer than the card's buffer, whole and bytewise"""
+    frame = tpm2(0x17b, u16(8))
+    big = frame + bytes(4200 - len(frame))
+    return {
+        'card-oversize': op_command(startup) + u8(OP_COMMAND) +
+        u16(0x8000 | len(big)) + big + op_command(frame),
+        'card-oversize-sized': u8(OP_COMMAND) + u16(len(big)) + big +
+        op_command(startup),
+        'card-abort-executing': u8(OP_DATA_OUT) + u8(0) + u8(len(startup)) +
+        startup + u8(OP_CONTROL) + u8(CONTROL_START) + u8(OP_CONTROL) +
+        u8(CONTROL_ABORT) + u8(OP_WAIT) + u8(OP_DATA_IN) + u8(2) + u8(4),
+    }
+
+
+# --- The hotplug target's inputs ----------------------------------------
+
+def hp_value(kind=HP_NONE, value=0):
+    if kind == HP_STRING:
+        return u8(kind) + value
+    return u8(kind) + u32(value)[::-1]
+
+
+def hp_plug(port, tpmdev=HP_TPM0, iobase=hp_value(), poll=hp_value()):
+    return u8(HP_PLUG) + u8(port) + u8(tpmdev) + iobase + poll
+
+
+def hp_command(port, which):
+    return u8(HP_COMMAND) + u8(port) + u8(which)
+
+
+def hotplug_inputs():
+    started = hp_command(0, HP_GET_RANDOM) + hp_command(0, HP_STARTUP)
+    refused = b''.join(hp_plug(1, iobase=hp_value(HP_TABLE, i))
+                       for i in range(10))
+    return {
+        'plug-commands': hp_plug(0) + started + hp_command(0, HP_STARTUP) +
+        hp_command(0, HP_GET_RANDOM) + hp_command(0, HP_SELF_TEST) +
+        u8(HP_EJECT) + u8(0),
+        # Pinned, and not: each iobase of the table, while tpm0 is taken
+        # and while it is free
+        'plug-iobases': hp_plug(0) + refused + u8(HP_EJECT) + u8(0) +
+        b''.join(hp_plug(0, iobase=hp_value(HP_TABLE, i)) + started +
+                 u8(HP_EJECT) + u8(0) for i in range(10)),
+        'plug-refused': hp_plug(0, HP_OWN_TPM) + hp_plug(0, HP_NO_SUCH_TPM) +
+        hp_plug(0, poll=hp_value(HP_TABLE, 4)) +
+        hp_plug(0, poll=hp_value(HP_DECIMAL, 1000001)) +
+        hp_plug(0, iobase=hp_value(HP_HEX, 0xc010)) +
+        hp_plug(0, iobase=hp_value(HP_STRING, b'0xc0')) +
+        hp_plug(0, poll=hp_value(HP_STRING, b'-1\0\0')) +
+        hp_plug(1, poll=hp_value(HP_DECIMAL, 1000000)) + hp_plug(1) +
+        hp_plug(0, HP_OWN_TPM, iobase=hp_value(HP_TABLE, 1)) +
+        hp_command(1, HP_STARTUP),
+        'eject-executing': hp_plug(0, poll=hp_value(HP_TABLE, 0)) +
+        u8(HP_START) + u8(0) + u8(HP_EJECT) + u8(0) + hp_plug(0) + started,
+        'eject-query': hp_plug(1) + hp_command(1, HP_STARTUP) +
+        u8(HP_CONTROL) + u8(1) + u8(CONTROL_QUERY) + u8(HP_EJECT) + u8(1),
+        'plug-reset': hp_plug(0, iobase=hp_value(HP_TABLE, 0)) + started +
+        u8(HP_RESET) + started + u8(HP_CONFIG) + u8(0) + u8(0x10) + u8(2) +
+        u32(0xc101)[::-1] + hp_command(0, HP_GET_RANDOM),
+        'plug-config': hp_plug(1) + u8(HP_CONFIG) + u8(1) + u8(0x04) +
+        u8(1) + u32(0)[::-1] + hp_command(1, HP_STARTUP) + u8(HP_CONFIG) +
+        u8(1) + u8(0x04) + u8(1) + u32(1)[::-1] + hp_command(1, HP_STARTUP),
+    }
+
+
 # --- The state files, written by QEMU ----------------------------------
 
 class Qtest:
@@ -384,6 +461,9 @@ def main():
     }
     corpora['vtpm-pci-fuzz'].update(card_inputs(STARTUP))
     corpora['vtpm-pci-tpm12-fuzz'].update(card_inputs(STARTUP12))
+    corpora['vtpm-pci-fuzz'].update(oversize_inputs(STARTUP))
+    corpora['vtpm-pci-tpm12-fuzz'].update(oversize_inputs(STARTUP12))
+    corpora['vtpm-pci-hotplug-fuzz'] = hotplug_inputs()
     for b in range(3):
         # The family, the running flag, a state size, the card's state
         corpora['vtpm-pci-migration-fuzz']['edits-%d' % b] = (

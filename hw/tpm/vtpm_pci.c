@@ -35,7 +35,6 @@
 #include "system/tpm_backend.h"
 #include "system/tpm_libtpms.h"
 #include "system/tpm_util.h"
-#include "tpm_prop.h"
 #include "trace.h"
 
 OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
@@ -50,6 +49,7 @@ struct VTPMPCIState {
     uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
     uint32_t poll_ns;           /* 0: commands complete in the main loop */
     QLIST_ENTRY(VTPMPCIState) pinned;
+    char *tpmdev;               /* the -tpmdev to attach at realize */
     TPMBackend *tpmbe;
     bool own_tpmbe;             /* created by the card, not -tpmdev */
     TPMBackendCmd cmd;
@@ -762,6 +762,28 @@ static void vtpm_pci_config_write(PCIDevice *pci_dev, uint32_t addr,
 }
 
 /*
+ * The card attaches to the -tpmdev its tpmdev property names when it is
+ * realized, not when the property is set, as DEFINE_PROP_TPMBE does: the
+ * card is hot-pluggable, and device_add may refuse it for a property set
+ * after tpmdev.  Such a card is never realized, and never freed either,
+ * and would hold the backend for good.
+ */
+static bool vtpm_pci_attach_backend(VTPMPCIState *s, Error **errp)
+{
+    TPMBackend *be = qemu_find_tpm_be(s->tpmdev);
+
+    if (!be) {
+        error_setg(errp, "tpmdev '%s' not found", s->tpmdev);
+        return false;
+    }
+    if (tpm_backend_init(be, TPM_IF(s), errp) < 0) {
+        return false;
+    }
+    s->tpmbe = be;
+    return true;
+}
+
+/*
  * With no tpmdev, the card brings its own TPM: TPM 2.0 emulated by
  * libtpms inside QEMU, its state in memory.
  */
@@ -790,20 +812,21 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     if (s->poll_ns > VTPM_PCI_POLL_NS_MAX) {
         error_setg(errp, "poll-ns %" PRIu32 " is above the maximum, %d",
                    s->poll_ns, VTPM_PCI_POLL_NS_MAX);
-        goto fail;
+        return;
     }
     if (!vtpm_pci_pin(s, errp)) {
-        goto fail;
+        return;
     }
     pci_config_set_interrupt_pin(pci_dev->config, 1);
     if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
         vtpm_pci_unpin(s);
-        goto fail;
+        return;
     }
     msix_vector_use(pci_dev, 0);
 
-    /* An embedded backend is created last: it is all there is to undo */
-    if (!s->tpmbe && !vtpm_pci_create_backend(s, errp)) {
+    /* The backend comes last: it is all there is to undo */
+    if (s->tpmdev ? !vtpm_pci_attach_backend(s, errp) :
+                    !vtpm_pci_create_backend(s, errp)) {
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
         vtpm_pci_unpin(s);
@@ -821,14 +844,6 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
     tpm_backend_set_poll(s->tpmbe, s->poll_ns);
-    return;
-
-fail:
-    /* The tpmdev property attached its backend: free it for others */
-    if (s->tpmbe) {
-        tpm_backend_deinit(s->tpmbe);
-        s->tpmbe = NULL;
-    }
 }
 
 /* Wait until neither a guest command nor a flags query is in flight */
@@ -999,7 +1014,7 @@ static const VMStateDescription vmstate_vtpm_pci = {
 };
 
 static const Property vtpm_pci_properties[] = {
-    DEFINE_PROP_TPMBE("tpmdev", VTPMPCIState, tpmbe),
+    DEFINE_PROP_STRING("tpmdev", VTPMPCIState, tpmdev),
     DEFINE_PROP_UINT32("iobase", VTPMPCIState, iobase, VTPM_PCI_IOBASE_NONE),
     DEFINE_PROP_UINT32("poll-ns", VTPMPCIState, poll_ns,
                        VTPM_PCI_POLL_NS_DEFAULT),

@@ -1149,6 +1149,26 @@ static void test_pinned_bridge_reset(void)
 }
 
 /*
+ * device_add of a card for backend t, with @args, is refused with
+ * @message, and leaves the backend free
+ */
+static void assert_card_refused(QTestState *s, QDict *args,
+                                const char *message)
+{
+    QDict *rsp;
+
+    qdict_put_str(args, "driver", "vtpm-pci");
+    qdict_put_str(args, "id", "b");
+    qdict_put_int(args, "addr", QPCI_DEVFN(VTPM_SLOT, 0));
+    qdict_put_str(args, "tpmdev", "t");
+    rsp = qtest_qmp(s, "{ 'execute': 'device_add', 'arguments': %p }", args);
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"), message));
+    qobject_unref(rsp);
+    tpm_cmd_assert_query_tpm_none(s);
+}
+
+/*
  * Hot-unplug and replug (pc: ACPI hotplug on the root bus).  The pinned
  * base comes back with the new card, whose own TPM is a new one; a
  * -tpmdev backend passes from the old card to the new.
@@ -1158,7 +1178,7 @@ static void test_pinned_replug(void)
     QTestState *s = qtest_initf("-M pc -tpmdev libtpms,id=t "
                                 "-device vtpm-pci,id=a,addr=%d.0,iobase=0x%x,"
                                 "tpmdev=t", VTPM_SLOT, PINNED_PORT);
-    QDict *rsp;
+    QDict *args;
 
     tpm_util_startup(s, vtpm_pci_transfer);
     assert_pinned_tpm_works(s);
@@ -1167,14 +1187,17 @@ static void test_pinned_replug(void)
     /* query-tpm lists TPMs that a device uses: none now */
     tpm_cmd_assert_query_tpm_none(s);
 
-    /* A refused card leaves the backend free */
-    rsp = qtest_qmp(s, "{ 'execute': 'device_add', 'arguments': {"
-                    " 'driver': 'vtpm-pci', 'id': 'b', 'addr': %d,"
-                    " 'iobase': 960, 'tpmdev': 't' } }",
-                    QPCI_DEVFN(VTPM_SLOT, 0));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
-                                          "desc"), "VGA ports"));
-    qobject_unref(rsp);
+    /* A refused card leaves the backend free: refused at realize, */
+    args = qdict_new();
+    qdict_put_int(args, "iobase", 0x3c0);
+    assert_card_refused(s, args, "VGA ports");
+    /*
+     * or for a property set after tpmdev, and never realized (QOM sets
+     * them in the order of their names' hashes: here tpmdev first)
+     */
+    args = qdict_new();
+    qdict_put_str(args, "poll-ns", "soon");
+    assert_card_refused(s, args, "poll-ns");
 
     /* The backend serves the next card; its TPM was reset with the bus */
     qtest_qmp_device_add(s, "vtpm-pci", "c", "{'addr': %d, 'iobase': %d, "

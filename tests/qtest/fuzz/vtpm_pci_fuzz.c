@@ -29,6 +29,11 @@
 #include "io/channel-buffer.h"
 #include "migration/qemu-file.h"
 #include "migration/savevm.h"
+#include "monitor/qdev.h"
+#include "qobject/qdict.h"
+#include "hw/acpi/ich9.h"
+#include "hw/acpi/pcihp.h"
+#include "hw/pci/pci_bridge.h"
 #include "hw/pci/pci_device.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
@@ -59,13 +64,18 @@ static const uint8_t tpm2_get_random_8[] = {
 typedef struct VTPMFuzz {
     PCIDevice *card;
     int32_t card_version;       /* its PCI configuration's, as realized */
-    int devfn;                  /* the card's, on bus 0 */
+    int bdf;                    /* the card's bus, device and function */
     uint16_t port;              /* BAR 0, as the input last placed it */
     /*
      * The card decodes its ports there, above the chipset's: what it
      * answers is its own, and is checked
      */
     bool checked;
+    /*
+     * Where that is: above the chipset's ports, or in the I/O window of
+     * the root port the card is behind
+     */
+    uint32_t window[2];
     uint32_t buf_size;
     /*
      * The card's and the TPM's sections of the machine's device state,
@@ -114,38 +124,48 @@ static void vtpm_fuzz_out(QTestState *s, uint16_t port, unsigned width,
     }
 }
 
-static void vtpm_fuzz_config_addr(QTestState *s, int devfn, uint8_t offset)
+static void vtpm_fuzz_config_addr(QTestState *s, int bdf, uint8_t offset)
 {
-    qtest_outl(s, PCI_CONFIG_ADDR, 0x80000000u | (devfn << 8) |
+    qtest_outl(s, PCI_CONFIG_ADDR, 0x80000000u | (bdf << 8) |
                (offset & 0xfc));
 }
 
-static uint32_t vtpm_fuzz_config_read(QTestState *s, int devfn,
+static uint32_t vtpm_fuzz_config_read(QTestState *s, int bdf,
                                       uint8_t offset, unsigned width)
 {
-    vtpm_fuzz_config_addr(s, devfn, offset);
+    vtpm_fuzz_config_addr(s, bdf, offset);
     return vtpm_fuzz_in(s, PCI_CONFIG_DATA + (offset & (4 - width)), width);
 }
 
-static void vtpm_fuzz_config_write(QTestState *s, int devfn, uint8_t offset,
+static void vtpm_fuzz_config_write(QTestState *s, int bdf, uint8_t offset,
                                    unsigned width, uint32_t val)
 {
-    vtpm_fuzz_config_addr(s, devfn, offset);
+    vtpm_fuzz_config_addr(s, bdf, offset);
     vtpm_fuzz_out(s, PCI_CONFIG_DATA + (offset & (4 - width)), width, val);
 }
 
 /* Follow BAR 0 where the input moved it */
 static void vtpm_fuzz_track_bar(QTestState *s)
 {
-    uint32_t bar = vtpm_fuzz_config_read(s, vf.devfn, PCI_BASE_ADDRESS_0, 4);
-    uint16_t cmd = vtpm_fuzz_config_read(s, vf.devfn, PCI_COMMAND, 2);
+    uint32_t bar = vtpm_fuzz_config_read(s, vf.bdf, PCI_BASE_ADDRESS_0, 4);
+    uint16_t cmd = vtpm_fuzz_config_read(s, vf.bdf, PCI_COMMAND, 2);
 
     vf.port = bar & PCI_BASE_ADDRESS_IO_MASK & 0xffff;
-    vf.checked = (cmd & PCI_COMMAND_IO) && vf.port >= 0x1000 &&
-                 vf.port <= 0x10000 - VTPM_PCI_BAR_SIZE;
+    vf.checked = (cmd & PCI_COMMAND_IO) && vf.port >= vf.window[0] &&
+                 vf.port + VTPM_PCI_BAR_SIZE - 1 <= vf.window[1];
 }
 
-/* The card broke a promise: abort, so that libFuzzer keeps the input */
+/* A broken promise: abort, so that libFuzzer keeps the input */
+static G_NORETURN void G_GNUC_PRINTF(1, 0) vtpm_fuzz_vabort(const char *fmt,
+                                                           va_list ap)
+{
+    fprintf(stderr, "vtpm-pci: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    abort();
+}
+
+/* The card broke a promise about its registers, where we check them */
 static void G_GNUC_PRINTF(1, 2) vtpm_fuzz_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -154,11 +174,7 @@ static void G_GNUC_PRINTF(1, 2) vtpm_fuzz_fail(const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    fprintf(stderr, "vtpm-pci: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    abort();
+    vtpm_fuzz_vabort(fmt, ap);
 }
 
 static uint32_t vtpm_fuzz_reg(QTestState *s, uint32_t reg)
@@ -274,17 +290,19 @@ static void vtpm_fuzz_command(QTestState *s, const uint8_t *cmd, size_t len,
 static void vtpm_fuzz_find_card(QTestState *s)
 {
     uint32_t id = VTPM_PCI_VENDOR_ID | (VTPM_PCI_DEVICE_ID << 16);
-    int devfn;
+    int bdf;
 
-    for (devfn = 0; devfn < 256; devfn++) {
-        if (vtpm_fuzz_config_read(s, devfn, PCI_VENDOR_ID, 4) == id) {
+    for (bdf = 0; bdf < 256; bdf++) {
+        if (vtpm_fuzz_config_read(s, bdf, PCI_VENDOR_ID, 4) == id) {
             break;
         }
     }
-    g_assert(devfn < 256);
-    vf.devfn = devfn;
-    vtpm_fuzz_config_write(s, devfn, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
-    vtpm_fuzz_config_write(s, devfn, PCI_COMMAND, 2,
+    g_assert(bdf < 256);
+    vf.bdf = bdf;
+    vf.window[0] = 0x1000;
+    vf.window[1] = 0xffff;
+    vtpm_fuzz_config_write(s, bdf, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
+    vtpm_fuzz_config_write(s, bdf, PCI_COMMAND, 2,
                            PCI_COMMAND_IO | PCI_COMMAND_MASTER);
     vtpm_fuzz_track_bar(s);
     g_assert_cmphex(vtpm_fuzz_reg(s, A_VTPM_ID), ==, VTPM_PCI_ID_MAGIC);
@@ -389,9 +407,9 @@ static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
 static void vtpm_fuzz_restore(QTestState *s, bool loaded)
 {
     if (loaded) {
-        vtpm_fuzz_config_write(s, vf.devfn, PCI_BASE_ADDRESS_0, 4,
+        vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4,
                                VTPM_FUZZ_PORT);
-        vtpm_fuzz_config_write(s, vf.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+        vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2, PCI_COMMAND_IO);
         vtpm_fuzz_track_bar(s);
         vtpm_fuzz_wait(s);
         flush_events(s);
@@ -556,7 +574,7 @@ static void vtpm_fuzz_run(QTestState *s, const uint8_t *data, size_t size)
         case VTPM_OP_CONFIG:
             if (vtpm_fuzz_take(&in, a, 6)) {
                 width = vtpm_fuzz_width(a[1]);
-                vtpm_fuzz_config_write(s, vf.devfn, a[0] & ~(width - 1),
+                vtpm_fuzz_config_write(s, vf.bdf, a[0] & ~(width - 1),
                                        width, ldl_le_p(a + 2));
                 vtpm_fuzz_track_bar(s);
             }
@@ -723,9 +741,9 @@ static void vtpm_fuzz_check_answers(QTestState *s)
     uint8_t rsp[TPM_HEADER_SIZE];
 
     vtpm_fuzz_track_bar(s);
-    vtpm_fuzz_config_write(s, vf.devfn, PCI_BASE_ADDRESS_0, 4,
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4,
                            VTPM_FUZZ_PORT);
-    vtpm_fuzz_config_write(s, vf.devfn, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2, PCI_COMMAND_IO);
     vtpm_fuzz_track_bar(s);
     switch (vtpm_fuzz_state(s)) {
     case VTPM_STATE_COMPLETE:
@@ -774,6 +792,377 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
     vtpm_fuzz_restore(s, loaded);
 }
 
+/* vtpm-pci-hotplug-fuzz: cards plugged with any properties, and ejected */
+
+/*
+ * Two PCIe root ports, each with a 4 KiB I/O window.  An input plugs
+ * cards there as device_add does, with properties from the input, drives
+ * them, and ejects them as a guest does, through the ACPI hotplug
+ * registers, at any point of a command.  The one libtpms TPM a QEMU can
+ * have is -tpmdev tpm0: a card with a TPM of its own must be refused,
+ * and so must a card for tpm0 while another card holds it.
+ */
+#define VTPM_HP_PORTS           2
+#define VTPM_HP_PORT_DEVFN(i)   PCI_DEVFN(0x10 + (i), 0)
+#define VTPM_HP_CARD_BDF(i)     (((i) + 1) << 8)
+#define VTPM_HP_WINDOW(i)       (0xc000 + (i) * VTPM_HP_WINDOW_SIZE)
+#define VTPM_HP_WINDOW_SIZE     0x1000
+
+/* The ICH9's ACPI PCI hotplug registers (hw/acpi/pcihp.c) */
+#define VTPM_HP_PCIHP_EJ        (ACPI_PCIHP_ADDR_ICH9 + 0x08)
+#define VTPM_HP_PCIHP_SEL       (ACPI_PCIHP_ADDR_ICH9 + 0x10)
+
+#define TPM_RC_SUCCESS          0x000
+#define TPM_RC_INITIALIZE       0x100
+
+static const uint8_t tpm2_self_test_full[] = {
+    0x80, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x01, 0x43, 0x01,
+};
+
+typedef struct VTPMHotplug {
+    uint32_t bsel[VTPM_HP_PORTS];   /* ACPI's number of each port's bus */
+    bool started[VTPM_HP_PORTS];    /* TPM2_Startup ran on the card there */
+} VTPMHotplug;
+
+static VTPMHotplug vh;
+
+static void G_GNUC_PRINTF(1, 2) vtpm_hp_broke(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vtpm_fuzz_vabort(fmt, ap);
+}
+
+static Object *vtpm_hp_card(int i)
+{
+    g_autofree char *path = g_strdup_printf("/machine/peripheral/card%d", i);
+
+    return object_resolve_path_type(path, TYPE_VTPM_PCI, NULL);
+}
+
+/* Point the register helpers at the card behind root port @i */
+static bool vtpm_hp_select(QTestState *s, int i)
+{
+    vf.bdf = VTPM_HP_CARD_BDF(i);
+    vf.window[0] = VTPM_HP_WINDOW(i);
+    vf.window[1] = VTPM_HP_WINDOW(i) + VTPM_HP_WINDOW_SIZE - 1;
+    vf.checked = false;
+    if (!vtpm_hp_card(i)) {
+        return false;
+    }
+    vtpm_fuzz_track_bar(s);
+    return true;
+}
+
+/* Give each root port a bus and an I/O window, as firmware does */
+static void vtpm_hp_setup_ports(QTestState *s)
+{
+    int i;
+
+    for (i = 0; i < VTPM_HP_PORTS; i++) {
+        int devfn = VTPM_HP_PORT_DEVFN(i);
+        uint32_t win = VTPM_HP_WINDOW(i);
+
+        vtpm_fuzz_config_write(s, devfn, PCI_PRIMARY_BUS, 1, 0);
+        vtpm_fuzz_config_write(s, devfn, PCI_SECONDARY_BUS, 1, i + 1);
+        vtpm_fuzz_config_write(s, devfn, PCI_SUBORDINATE_BUS, 1, i + 1);
+        vtpm_fuzz_config_write(s, devfn, PCI_IO_BASE, 1, (win >> 8) & 0xf0);
+        vtpm_fuzz_config_write(s, devfn, PCI_IO_LIMIT, 1,
+                               ((win + VTPM_HP_WINDOW_SIZE - 1) >> 8) & 0xf0);
+        vtpm_fuzz_config_write(s, devfn, PCI_COMMAND, 2,
+                               PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+    }
+}
+
+/* Place the BAR of the card behind port @i at its window, and check it */
+static void vtpm_hp_place(QTestState *s, int i)
+{
+    if (!vtpm_hp_select(s, i)) {
+        return;
+    }
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4,
+                           VTPM_HP_WINDOW(i));
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2,
+                           PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+    vtpm_fuzz_track_bar(s);
+    if (vtpm_fuzz_reg(s, A_VTPM_ID) != VTPM_PCI_ID_MAGIC) {
+        vtpm_fuzz_fail("card%d at 0x%x: ID 0x%x", i, vf.port,
+                       vtpm_fuzz_reg(s, A_VTPM_ID));
+    }
+    if (vf.checked) {
+        vf.buf_size = vtpm_fuzz_reg(s, A_VTPM_BUF_SIZE);
+    }
+}
+
+static const uint32_t vtpm_hp_iobases[] = {
+    VTPM_HP_WINDOW(0), VTPM_HP_WINDOW(1) + VTPM_PCI_BAR_SIZE,
+    VTPM_HP_WINDOW(0) + 4, 0x1f0, 0x510, 0x600, 0xcf8, 0x10000 - 0x40,
+    0x10000, VTPM_PCI_IOBASE_NONE,
+};
+static const uint32_t vtpm_hp_polls[] = {
+    0, 1, VTPM_PCI_POLL_NS_DEFAULT, VTPM_PCI_POLL_NS_MAX,
+    VTPM_PCI_POLL_NS_MAX + 1, UINT32_MAX,
+};
+
+/*
+ * A property's value from @in (a kind byte, 4 value bytes): none (NULL
+ * returned), a number from @table or from the input, in hex or decimal,
+ * or the 4 bytes as they are.  A number goes to *@val; *@number says
+ * whether the value is one.
+ */
+static char *vtpm_hp_value(VTPMFuzzInput *in, const uint32_t *table,
+                           size_t n, bool *number, uint32_t *val)
+{
+    uint8_t a[5];
+
+    *number = true;
+    if (!vtpm_fuzz_take(in, a, sizeof(a))) {
+        return NULL;
+    }
+    switch (a[0] % 5) {
+    case 0:
+        return NULL;
+    case 1:
+        *val = table[ldl_le_p(a + 1) % n];
+        return g_strdup_printf("0x%" PRIx32, *val);
+    case 2:
+        *val = ldl_le_p(a + 1);
+        return g_strdup_printf("0x%" PRIx32, *val);
+    case 3:
+        *val = ldl_le_p(a + 1);
+        return g_strdup_printf("%" PRIu32, *val);
+    default:
+        *number = false;
+        return g_strndup((const char *)a + 1, 4);
+    }
+}
+
+/*
+ * Plug a card behind a root port as device_add does, and check that
+ * what must be refused is, and what must work does.
+ */
+static void vtpm_hp_plug(QTestState *s, VTPMFuzzInput *in)
+{
+    static const char *const tpmdevs[] = { "tpm0", NULL, "tpm1" };
+    uint32_t iobase_val = VTPM_PCI_IOBASE_NONE;
+    uint32_t poll_val = VTPM_PCI_POLL_NS_DEFAULT;
+    g_autofree char *iobase = NULL, *poll = NULL, *id = NULL, *bus = NULL;
+    g_autoptr(QDict) opts = qdict_new();
+    bool iobase_num, poll_num, bad, good, taken = false;
+    const char *tpmdev;
+    DeviceState *dev;
+    Error *err = NULL;
+    uint8_t a[2];
+    int i, j;
+
+    if (!vtpm_fuzz_take(in, a, sizeof(a))) {
+        return;
+    }
+    i = a[0] % VTPM_HP_PORTS;
+    tpmdev = tpmdevs[a[1] % ARRAY_SIZE(tpmdevs)];
+    iobase = vtpm_hp_value(in, vtpm_hp_iobases, ARRAY_SIZE(vtpm_hp_iobases),
+                           &iobase_num, &iobase_val);
+    poll = vtpm_hp_value(in, vtpm_hp_polls, ARRAY_SIZE(vtpm_hp_polls),
+                         &poll_num, &poll_val);
+    id = g_strdup_printf("card%d", i);
+    bus = g_strdup_printf("rp%d", i);
+    qdict_put_str(opts, "driver", TYPE_VTPM_PCI);
+    qdict_put_str(opts, "id", id);
+    qdict_put_str(opts, "bus", bus);
+    if (tpmdev) {
+        qdict_put_str(opts, "tpmdev", tpmdev);
+    }
+    if (iobase) {
+        qdict_put_str(opts, "iobase", iobase);
+    }
+    if (poll) {
+        qdict_put_str(opts, "poll-ns", poll);
+    }
+    /* Every card there is holds tpm0, and libtpms */
+    for (j = 0; j < VTPM_HP_PORTS; j++) {
+        taken |= vtpm_hp_card(j) != NULL;
+    }
+    bad = taken || g_strcmp0(tpmdev, "tpm0") ||
+          (iobase_num && iobase_val != VTPM_PCI_IOBASE_NONE &&
+           (iobase_val % VTPM_PCI_BAR_SIZE ||
+            iobase_val > 0x10000 - VTPM_PCI_BAR_SIZE)) ||
+          (poll_num && poll_val > VTPM_PCI_POLL_NS_MAX);
+    good = !bad && iobase_num && iobase_val == VTPM_PCI_IOBASE_NONE &&
+           poll_num;
+
+    dev = qdev_device_add_from_qdict(opts, false, &err);
+    if (dev && bad) {
+        vtpm_hp_broke("card%d plugged: tpmdev %s iobase %s poll-ns %s, "
+                      "another card %s", i, tpmdev ?: "(none)",
+                      iobase ?: "(none)", poll ?: "(none)",
+                      taken ? "there" : "not there");
+    }
+    if (!dev && good) {
+        vtpm_hp_broke("card%d refused: tpmdev %s poll-ns %s: %s", i, tpmdev,
+                      poll ?: "(none)", error_get_pretty(err));
+    }
+    error_free(err);
+    if (dev) {
+        object_unref(OBJECT(dev));
+        vh.started[i] = false;
+        vtpm_hp_place(s, i);
+    }
+}
+
+/* Eject the card behind port @i as a guest does, through ACPI */
+static void vtpm_hp_eject(QTestState *s, int i)
+{
+    qtest_outl(s, VTPM_HP_PCIHP_SEL, vh.bsel[i]);
+    qtest_outl(s, VTPM_HP_PCIHP_EJ, 1u << 0);
+    if (vtpm_hp_card(i)) {
+        vtpm_hp_broke("card%d still there after its eject", i);
+    }
+}
+
+/*
+ * Send a command the card's TPM answers as the specification says:
+ * before TPM2_Startup, with TPM_RC_INITIALIZE, and after it, so does
+ * TPM2_Startup itself.
+ */
+static void vtpm_hp_command(QTestState *s, int i, uint8_t which)
+{
+    static const struct {
+        const uint8_t *cmd;
+        size_t len;
+    } cmds[] = {
+        { tpm2_startup_clear, sizeof(tpm2_startup_clear) },
+        { tpm2_get_random_8, sizeof(tpm2_get_random_8) },
+        { tpm2_self_test_full, sizeof(tpm2_self_test_full) },
+    };
+    uint8_t rsp[TPM_HEADER_SIZE + 2 + 8] = { 0 };
+    uint32_t rc, want, len;
+    bool startup, idle;
+
+    if (!vtpm_hp_select(s, i)) {
+        return;
+    }
+    which %= ARRAY_SIZE(cmds);
+    startup = which == 0;
+    idle = vf.checked && vtpm_fuzz_state(s) == VTPM_STATE_IDLE;
+    vtpm_fuzz_command(s, cmds[which].cmd, cmds[which].len, rsp, sizeof(rsp));
+    if (!idle) {
+        /* It may have read an earlier command's response */
+        return;
+    }
+    rc = ldl_be_p(rsp + 6);
+    len = ldl_be_p(rsp + 2);
+    want = startup == vh.started[i] ? TPM_RC_INITIALIZE : TPM_RC_SUCCESS;
+    if (rc != want) {
+        vtpm_fuzz_fail("card%d: command 0x%x answered 0x%x, not 0x%x", i,
+                       ldl_be_p(cmds[which].cmd + 6), rc, want);
+    }
+    if (!rc && which == 1 && (len != sizeof(rsp) || lduw_be_p(rsp + 10) != 8)) {
+        vtpm_fuzz_fail("card%d: TPM2_GetRandom answered %u bytes", i, len);
+    }
+    vh.started[i] |= startup && !rc;
+}
+
+/* vtpm-pci-hotplug-fuzz's actions, as vtpm-pci-fuzz's */
+enum {
+    /* port, tpmdev, then iobase's and poll-ns's values: a card plugged */
+    VTPM_HP_OP_PLUG,
+    /* port: the card there ejected */
+    VTPM_HP_OP_EJECT,
+    /* port, command: sent, waited for and checked */
+    VTPM_HP_OP_COMMAND,
+    /* port: TPM2_GetRandom started, not waited for */
+    VTPM_HP_OP_START,
+    /* port, value: a CONTROL write */
+    VTPM_HP_OP_CONTROL,
+    /* port, offset, width, value (4): a write to the card's configuration */
+    VTPM_HP_OP_CONFIG,
+    /* a system reset */
+    VTPM_HP_OP_RESET,
+    VTPM_HP_OP_MAX
+};
+
+static void vtpm_hp_fuzz(QTestState *s, const unsigned char *data,
+                         size_t size)
+{
+    VTPMFuzzInput in = { data, size };
+    uint8_t op, a[7];
+    unsigned width;
+    int i;
+
+    while (vtpm_fuzz_take(&in, &op, 1)) {
+        switch (op % VTPM_HP_OP_MAX) {
+        case VTPM_HP_OP_PLUG:
+            vtpm_hp_plug(s, &in);
+            break;
+        case VTPM_HP_OP_EJECT:
+            if (vtpm_fuzz_take(&in, a, 1)) {
+                vtpm_hp_eject(s, a[0] % VTPM_HP_PORTS);
+            }
+            break;
+        case VTPM_HP_OP_COMMAND:
+            if (vtpm_fuzz_take(&in, a, 2)) {
+                vtpm_hp_command(s, a[0] % VTPM_HP_PORTS, a[1]);
+            }
+            break;
+        case VTPM_HP_OP_START:
+            if (vtpm_fuzz_take(&in, a, 1) &&
+                vtpm_hp_select(s, a[0] % VTPM_HP_PORTS)) {
+                vtpm_fuzz_write_data(s, tpm2_get_random_8,
+                                     sizeof(tpm2_get_random_8));
+                qtest_outl(s, vf.port + A_VTPM_CONTROL,
+                           R_VTPM_CONTROL_START_MASK);
+            }
+            break;
+        case VTPM_HP_OP_CONTROL:
+            if (vtpm_fuzz_take(&in, a, 2) &&
+                vtpm_hp_select(s, a[0] % VTPM_HP_PORTS)) {
+                qtest_outl(s, vf.port + A_VTPM_CONTROL, a[1]);
+            }
+            break;
+        case VTPM_HP_OP_CONFIG:
+            if (vtpm_fuzz_take(&in, a, 7) &&
+                vtpm_hp_select(s, a[0] % VTPM_HP_PORTS)) {
+                width = vtpm_fuzz_width(a[2]);
+                vtpm_fuzz_config_write(s, vf.bdf, a[1] & ~(width - 1),
+                                       width, ldl_le_p(a + 3));
+            }
+            break;
+        case VTPM_HP_OP_RESET:
+            fuzz_reset(s);
+            vtpm_hp_setup_ports(s);
+            for (i = 0; i < VTPM_HP_PORTS; i++) {
+                vh.started[i] = false;
+                vtpm_hp_place(s, i);
+            }
+            break;
+        }
+    }
+    /* Back to no cards, with what runs there ended by the eject */
+    for (i = 0; i < VTPM_HP_PORTS; i++) {
+        if (vtpm_hp_card(i)) {
+            vtpm_hp_eject(s, i);
+        }
+    }
+    flush_events(s);
+}
+
+static void vtpm_hp_pre_fuzz(QTestState *s)
+{
+    int i;
+
+    vtpm_hp_setup_ports(s);
+    for (i = 0; i < VTPM_HP_PORTS; i++) {
+        g_autofree char *path = g_strdup_printf("/machine/peripheral/rp%d",
+                                                i);
+        PCIBridge *port = PCI_BRIDGE(object_resolve_path(path, NULL));
+
+        vh.bsel[i] = object_property_get_uint(
+            OBJECT(pci_bridge_get_sec_bus(port)), ACPI_PCIHP_PROP_BSEL,
+            &error_abort);
+    }
+}
+
 static GString *vtpm_fuzz_cmdline(FuzzTarget *t)
 {
     return g_string_new(t->opaque);
@@ -814,6 +1203,21 @@ static void register_vtpm_pci_fuzz_targets(void)
         .fuzz = vtpm_fuzz_migration,
         .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
                   "-display none -device vtpm-pci",
+    });
+    fuzz_add_target(&(FuzzTarget){
+        .name = "vtpm-pci-hotplug-fuzz",
+        .description = "Plug vtpm-pci cards with properties from the "
+                       "input behind PCIe root ports, drive them, and eject "
+                       "them through ACPI at any point of a command",
+        .get_init_cmdline = vtpm_fuzz_cmdline,
+        .pre_fuzz = vtpm_hp_pre_fuzz,
+        .fuzz = vtpm_hp_fuzz,
+        .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
+                  "-display none -tpmdev libtpms,id=tpm0 "
+                  "-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1,"
+                  "addr=0x10 "
+                  "-device pcie-root-port,id=rp1,bus=pcie.0,chassis=2,"
+                  "addr=0x11",
     });
 }
 
