@@ -64,10 +64,11 @@ TARGETS=(
 )
 # The smoke's fixed seed, and its fuzzing runs per target past the
 # corpus; a TPM 1.2 restarts for every input, and generates an RSA key
-# in its self-test when it does
+# in its self-test when it does; the hotplug target starts a TPM for
+# every card it plugs
 SMOKE_SEED=1
 declare -A SMOKE_RUNS=([vtpm-pci-tpm12-fuzz]=20 [generic-fuzz-vtpm-pci-tpm12]=20
-    [tpm-libtpms-state-fuzz]=100)
+    [tpm-libtpms-state-fuzz]=100 [vtpm-pci-hotplug-fuzz]=1000)
 SMOKE_RUNS_DEFAULT=3000
 # The files whose coverage the campaign reports
 COVERED=(hw/tpm/vtpm_pci.c backends/tpm/tpm_libtpms.c backends/tpm/tpm_nvfile.c)
