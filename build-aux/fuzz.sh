@@ -68,7 +68,7 @@ TARGETS=(
 # every card it plugs
 SMOKE_SEED=1
 declare -A SMOKE_RUNS=([vtpm-pci-tpm12-fuzz]=20 [generic-fuzz-vtpm-pci-tpm12]=20
-    [tpm-libtpms-state-fuzz]=100 [vtpm-pci-hotplug-fuzz]=1000)
+    [tpm-libtpms-state-fuzz]=100 [vtpm-pci-hotplug-fuzz]=300)
 SMOKE_RUNS_DEFAULT=3000
 # The files whose coverage the campaign reports
 COVERED=(hw/tpm/vtpm_pci.c backends/tpm/tpm_libtpms.c backends/tpm/tpm_nvfile.c)
