@@ -2,7 +2,9 @@
 #
 # vtpm-pci: build QEMU with the card, run it, test it.
 #
-#   make run      set up the host, build, start QEMU with -device vtpm-pci
+#   make run      set up the host, build, and boot a Linux guest with
+#                 -device vtpm-pci, its driver and tpm2-tools, to a shell
+#                 on this terminal (GUEST=none: QEMU with no guest)
 #   make check    set up the host, build, run the test suite
 #   make bench    set up the host, build, and benchmark vtpm-pci against
 #                 tpm-crb and tpm-tis with swtpm (QUICK=1: the short run
@@ -24,6 +26,10 @@ export VTPM_CACHE
 # Extra arguments for "make run", e.g. QEMU_ARGS="-M pc -m 1G"
 QEMU_ARGS ?=
 export QEMU_ARGS
+
+# "make run GUEST=none": the machine and the card, no guest
+GUEST ?= linux
+export GUEST
 
 # "make bench QUICK=1": short runs, a few minutes in all
 QUICK ?=

@@ -25,6 +25,19 @@ result() {          # result NAME STATUS
     fi
 }
 
+# Count the "ok - NAME" and "not ok - NAME" lines of a test program's
+# output (on stdin), and pass the rest on
+results() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+        "ok - "*) result "${line#ok - }" 0 ;;
+        "not ok - "*) result "${line#not ok - }" 1 ;;
+        *) echo "$line" ;;
+        esac
+    done
+}
+
 # --- qtests, through meson -------------------------------------------------
 names=()
 for t in "${QTESTS[@]}"; do
@@ -70,7 +83,7 @@ result "-device vtpm-pci,help lists its properties, with descriptions" $?
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"
 out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |
-      timeout 60 "$(dirname "$0")/run.sh" 2>&1)
+      GUEST=none timeout 60 "$(dirname "$0")/run.sh" 2>&1)
 status=$?
 grep -q 'PCI device 1af4:10f2' <<< "$out" &&
     grep -q 'dev: vtpm-pci, id ""' <<< "$out" &&
@@ -121,14 +134,22 @@ for line in $("$kernels" lines 2> /dev/null | cut -d' ' -f1); do
     "$VTPM_TOP/contrib/vtpm-pci/linux/checkpatch.sh" "$line"
     result "checkpatch ($line): the Linux driver is clean" $?
 done
-while IFS= read -r line; do
-    case $line in
-    "ok - "*) result "${line#ok - }" 0 ;;
-    "not ok - "*) result "${line#not ok - }" 1 ;;
-    *) echo "$line" ;;
-    esac
-done < <("$VTPM_TOP/contrib/vtpm-pci/guest/e2e.sh" 2>&1)
+results < <("$VTPM_TOP/contrib/vtpm-pci/guest/e2e.sh" 2>&1)
 echo "e2e stage: $((SECONDS - e2e_start)) s"
+
+# --- make run, on a terminal, as a user types it ----------------------------
+echo "== make run: the guest's shell, tpm2-tools"
+before=$failed
+out=$("$VTPM_TOP/build-aux/run-test.exp" 2>&1)
+status=$?
+results <<< "$out"
+# expect itself may fail before its first step
+[ $status -eq 0 ] || [ $failed -ne $before ] ||
+    result "run: run-test.exp ends normally (it exited with $status)" 1
+if [ $failed -ne $before ]; then
+    echo "# the end of $VTPM_CACHE/run-test.log:"
+    tr -d '\r' < "$VTPM_CACHE/run-test.log" | tail -n 40 | sed 's/^/#   /'
+fi
 
 # --- the benchmark, quick: passes while every configuration runs ------------
 # Its table goes into the log; its numbers are never judged here.

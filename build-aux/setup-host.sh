@@ -20,6 +20,7 @@ PACKAGES=(
     seabios ipxe-qemu qemu-system-data
     swtpm swtpm-tools
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
+    expect                      # the test that drives "make run"
     gnuplot-nox                 # the benchmark's plot (bench/)
 )
 BACKPORTS_PACKAGES=(meson)

@@ -5,10 +5,12 @@
 # line of kernels.sh, in $VTPM_CACHE/guest/image/<line> (6.1, 6.12, 7.3):
 #
 #   bzImage       Debian's kernel of that line
-#   initrd.cpio   busybox-static, lspci with its libraries, the
-#                 tpm_vtpm_pci module built against Debian's headers for
-#                 that kernel, vtpm-probe, tpm2c, and the test script as
-#                 /init
+#   initrd.cpio   busybox-static, lspci and tpm2-tools with their
+#                 libraries (and the TSS's device TCTI, which it loads by
+#                 name), the tpm_vtpm_pci module built against Debian's
+#                 headers for that kernel, vtpm-probe, tpm2c, and the
+#                 test script as /init (which also gives "make run" its
+#                 shell)
 #   abi           the kernel's ABI
 #   module.log    what building the module printed (nothing, when clean)
 #
@@ -43,13 +45,11 @@ if [ ${#want[@]} -eq 0 ]; then
 fi
 
 # Download PACKAGE... at their candidate versions, unless already there
+# (one apt-cache call for all: one a package takes a minute for 80)
 fetch() {
-    local pkg ver file
+    local pkg ver file n=0
     mkdir -p "$debs"
-    for pkg in "$@"; do
-        ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null |
-              sed -n 's/^Version: //p' | head -n 1)
-        [ -n "$ver" ] || die "apt knows no package $pkg"
+    while read -r pkg ver; do
         file=$(printf '%s_%s_' "$pkg" "${ver//:/%3a}")
         if ! compgen -G "$debs/$file*.deb" > /dev/null; then
             log "downloading $pkg $ver"
@@ -59,7 +59,10 @@ fetch() {
                 die "cannot download $pkg $ver"
         fi
         printf '%s\n' "$debs/$file"*.deb
-    done
+        n=$((n + 1))
+    done < <(apt-cache show --no-all-versions "$@" 2>/dev/null |
+             awk '/^Package: /{p = $2} /^Version: /{print p, $2}')
+    [ "$n" -eq $# ] || die "apt knows $n of the $# packages $*"
 }
 
 # The packages a program needs at run time, recursively
@@ -71,7 +74,8 @@ closure() {
 
 # --- user space from Debian -------------------------------------------------
 rm -rf "$work" && mkdir -p "$work/pkgs" "$work/root"
-mapfile -t pkgs < <(closure busybox-static pciutils)
+mapfile -t pkgs < <(closure busybox-static pciutils tpm2-tools \
+                            libtss2-tcti-device0)
 for deb in $(fetch "${pkgs[@]}"); do
     dpkg -x "$deb" "$work/pkgs"
 done
@@ -82,6 +86,8 @@ mkdir -p "$root"/{dev,proc,sys,tmp,lib/modules}
 cp "$work/pkgs/bin/busybox" "$root/bin/"
 cp "$work/pkgs/usr/bin/lspci" "$root/usr/bin/"
 cp "$work/pkgs/usr/share/misc/pci.ids" "$root/usr/share/misc/"
+# tpm2-tools is one program, tpm2, and a tpm2_* link to it per tool
+cp -a "$work/pkgs/usr/bin/tpm2" "$work/pkgs/usr/bin/tpm2_"* "$root/usr/bin/"
 
 # The shared libraries lspci needs, found by their sonames
 libdirs=("$work/pkgs/lib/x86_64-linux-gnu" "$work/pkgs/usr/lib/x86_64-linux-gnu")
@@ -100,6 +106,11 @@ copy_libs() {
     done
 }
 copy_libs "$root/usr/bin/lspci"
+copy_libs "$root/usr/bin/tpm2"
+# The TCTI the TSS opens with dlopen() for device:/dev/tpmrm0
+tcti=libtss2-tcti-device.so.0
+cp -L "${libdirs[1]}/$tcti" "$root/lib/x86_64-linux-gnu/"
+copy_libs "$root/lib/x86_64-linux-gnu/$tcti"
 cp -L "${libdirs[0]}/ld-linux-x86-64.so.2" "$root/lib64/"
 
 # --- ours: the tools and the test script ---------------------------------------
