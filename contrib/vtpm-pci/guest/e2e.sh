@@ -175,7 +175,7 @@ for run in "${runs[@]}"; do
     read -r line config <<< "$run"
     case $config in
     msi)
-        boot msi "vtpm.irq=msi" -device vtpm-pci
+        boot msi "vtpm.irq=msi vtpm.tools=1" -device vtpm-pci
         ;;
     intx)
         boot intx "vtpm.irq=intx pci=nomsi" -device vtpm-pci
