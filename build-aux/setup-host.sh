@@ -18,6 +18,7 @@ PACKAGES=(
     libglib2.0-dev libfdt-dev zlib1g-dev flex bison
     libtpms-dev
     seabios ipxe-qemu qemu-system-data
+    ovmf                        # UEFI, for the measured boot tests
     swtpm swtpm-tools
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
     expect                      # the test that drives "make run"

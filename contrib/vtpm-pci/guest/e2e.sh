@@ -12,8 +12,10 @@
 #   e2e.sh [RUN...]
 #
 # where RUN is LINE/CONFIG (7.3/tpm12), LINE (its default set), or CONFIG
-# (on every line).  Configurations: msi intx iobase swtpm tpm12.  By
-# default, the newest line runs all five, the others msi and intx: the
+# (on every line).  Configurations: msi intx iobase swtpm tpm12, and
+# bios and uefi: measured boot by SeaBIOS and by OVMF into tpm-crb's
+# in-process TPM (-tpmdev libtpms, no card).  By default, the newest line
+# runs all seven, the others msi and intx: the
 # driver's paths that depend on the kernel (the TPM core's contract, the
 # send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are on every line,
 # and what depends on QEMU alone is tested once.
@@ -30,7 +32,10 @@ images=$VTPM_CACHE/guest/image
 logs=$VTPM_CACHE/guest/logs
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase swtpm tpm12)
+CONFIGS=(msi intx iobase swtpm tpm12 bios uefi)
+# Debian's ovmf: UEFI with TPM 2.0 measured boot
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
+OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 OTHER_LINES_CONFIGS=(msi intx)
 
 report() {          # report NAME STATUS
@@ -42,23 +47,27 @@ report() {          # report NAME STATUS
 }
 
 # boot NAME "KERNEL ARGS" QEMU-ARGS...: boot the image of $line, report
-# its checks as e2e/$line/NAME
+# its checks as e2e/$line/NAME.  With E2E_REBOOT=1, a reboot of the guest
+# is one, not the end of QEMU.
 boot() {
     local name=$line/$1 append=$2 log=$logs/$line-$1.log status t0
     local image=$images/$line
+    local -a once=(-no-reboot)
+    [ -z "${E2E_REBOOT:-}" ] || once=()
     shift 2
     t0=$SECONDS
     # -nodefaults: SeaBIOS would wait 30 s for q35's default empty CD-ROM
     timeout "$BOOT_TIMEOUT" "$QEMU_BIN" -M q35 -nodefaults -m 256M -smp 1 \
-        -display none -serial "file:$log" -no-reboot \
+        -display none -serial "file:$log" "${once[@]}" \
         -kernel "$image/bzImage" -initrd "$image/initrd.cpio" \
         -append "console=ttyS0 quiet panic=-1 hung_task_panic=1 \
                  sysctl.kernel.hung_task_timeout_secs=30 $append" \
         -device isa-debug-exit,iobase=0xf4,iosize=4 \
         "$@" < /dev/null
     status=$?
+    # (a line may start with OVMF's screen codes)
     tr -d '\r' < "$log" |
-        sed -n "s@^VTPM-E2E: \(not ok\|ok\) - @\1 - e2e/$name: @p"
+        sed -n "s@^.*VTPM-E2E: \(not ok\|ok\) - @\1 - e2e/$name: @p"
     report "e2e/$name: the guest passed all its checks ($((SECONDS - t0)) s, $(cat "$image/abi"))" \
         $((status != GUEST_PASS))
     if [ $status -ne $GUEST_PASS ]; then
@@ -87,6 +96,32 @@ run_swtpm() {
     if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2> /dev/null; then
         kill "$(cat "$dir/pid")"
     fi
+    rm -rf "$dir"
+}
+
+# Measured boot into the in-process TPM of tpm-crb (-tpmdev libtpms, its
+# state in a file) by SeaBIOS (bios) or OVMF (uefi): the guest checks
+# that the firmware's event log replays to the TPM's PCRs and reboots
+# once; then QEMU starts again from the TPM's state file, for two boots
+# more
+run_mb() {
+    local fw=$1 dir base
+    local -a fwargs=()
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-mb.XXXXXX")
+    if [ "$fw" = uefi ]; then
+        cp "$OVMF_VARS" "$dir/vars.fd" || {
+            report "e2e/$line/uefi: Debian's OVMF is there ($OVMF_VARS)" 1
+            rm -rf "$dir"
+            return
+        }
+        fwargs=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+                -drive "if=pflash,format=raw,unit=1,file=$dir/vars.fd")
+    fi
+    for base in 0 2; do
+        E2E_REBOOT=1 boot "$fw-$((base / 2 + 1))" "vtpm.mb=$base" \
+            "${fwargs[@]}" -tpmdev "libtpms,id=tpm0,path=$dir/tpm.state" \
+            -device tpm-crb,tpmdev=tpm0
+    done
     rm -rf "$dir"
 }
 
@@ -193,6 +228,9 @@ for run in "${runs[@]}"; do
     tpm12)
         boot tpm12 "vtpm.family=1.2" \
             -tpmdev libtpms,id=tpm0,version=1.2 -device vtpm-pci,tpmdev=tpm0
+        ;;
+    bios|uefi)
+        run_mb "$config"
         ;;
     esac
 done
