@@ -438,6 +438,14 @@ static void tpm_libtpms_stop(TPMLibtpms *s)
 
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         running = s->running;
+        /*
+         * Its state went out in a migration and this QEMU did not carry
+         * on: the TPM is the destination's now, and shutting it down
+         * here would write a state file this QEMU no longer holds
+         */
+        if (s->relock) {
+            s->needs_shutdown = false;
+        }
     }
     if (!running) {
         return;

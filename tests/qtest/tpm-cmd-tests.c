@@ -162,7 +162,7 @@ static void pcr_read_response(uint8_t *rsp, const uint8_t *digest)
     memcpy(rsp + sizeof(head), digest, 32);
 }
 
-void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx)
+void tpm_cmd_assert_pcr10_extended(QTestState *s, tx_func *tx)
 {
     /* the digest tpm_util_pcrextend() extends PCR 10 with */
     uint8_t data[32] = "test";
@@ -178,9 +178,14 @@ void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx)
     g_checksum_free(sha256);
     pcr_read_response(rsp, digest);
 
+    tpm_util_pcrread(s, tx, rsp, sizeof(rsp));
+}
+
+void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx)
+{
     tpm_util_startup(s, tx);
     tpm_util_pcrextend(s, tx);
-    tpm_util_pcrread(s, tx, rsp, sizeof(rsp));
+    tpm_cmd_assert_pcr10_extended(s, tx);
 }
 
 void tpm_cmd_test_reset(QTestState *s, tx_func *tx)

@@ -33,6 +33,8 @@ void tpm_cmd_test_get_random(QTestState *s, tx_func *tx);
 uint32_t tpm_cmd_get_property(QTestState *s, tx_func *tx, uint32_t property);
 void tpm_cmd_test_get_capability(QTestState *s, tx_func *tx);
 void tpm_cmd_test_pcr_extend(QTestState *s, tx_func *tx);
+/* PCR 10 is what one tpm_util_pcrextend() of a reset PCR made it */
+void tpm_cmd_assert_pcr10_extended(QTestState *s, tx_func *tx);
 void tpm_cmd_test_reset(QTestState *s, tx_func *tx);
 void tpm_cmd_test_tpm12(QTestState *s, tx_func *tx);
 

@@ -12,6 +12,7 @@
 
 #include "qemu/osdep.h"
 
+#include <glib/gstdio.h>
 #include "hw/acpi/tpm.h"
 #include "libqtest.h"
 #include "tpm-cmd-tests.h"
@@ -73,6 +74,55 @@ static void test_query_tpm(const void *data)
     qtest_quit(s);
 }
 
+/*
+ * The TPM migrates with the device in front of it, each side keeping it
+ * in a state file of its own; after the migration the destination's file
+ * holds it, for the next QEMU started on it.
+ */
+static void test_migrate(const void *data)
+{
+    static const uint8_t startup_state[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44,
+        0x00, 0x01,
+    };
+    const TPMInterface *iface = data;
+    g_autofree char *dir = g_dir_make_tmp("tpm-libtpms-migrate.XXXXXX",
+                                          NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", dir);
+    g_autofree char *src_opts = g_strdup_printf(",path=%s/src", dir);
+    g_autofree char *dst_opts = g_strdup_printf(",path=%s/dst", dir);
+    const char *names[] = { "src", "src.lock", "dst", "dst.lock" };
+    QTestState *src, *dst;
+    uint8_t rsp[64];
+    size_t i;
+
+    src = start_qemu(iface, src_opts);
+    dst = qtest_initf("-machine q35 -tpmdev libtpms,id=dev%s "
+                      "-device %s,tpmdev=dev -incoming %s",
+                      dst_opts, iface->device, uri);
+    tpm_util_startup(src, iface->tx);
+    tpm_util_pcrextend(src, iface->tx);
+    tpm_util_migrate(src, uri);
+    tpm_util_wait_for_migration_complete(dst);
+    tpm_cmd_assert_pcr10_extended(dst, iface->tx);
+    qtest_quit(src);
+    qtest_quit(dst);
+
+    /* QEMU shut the TPM down at exit: TPM2_Startup(TPM_SU_STATE) resumes */
+    dst = start_qemu(iface, dst_opts);
+    tpm_cmd_transfer(dst, iface->tx, startup_state, sizeof(startup_state),
+                     rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS, TPM2_RC_SUCCESS);
+    tpm_cmd_assert_pcr10_extended(dst, iface->tx);
+    qtest_quit(dst);
+
+    for (i = 0; i < ARRAY_SIZE(names); i++) {
+        g_autofree char *path = g_build_filename(dir, names[i], NULL);
+
+        g_unlink(path);
+    }
+    g_rmdir(dir);
+}
+
 static void test_second_tpmdev(void)
 {
     tpm_cmd_assert_qemu_refuses("-machine none "
@@ -96,6 +146,7 @@ static void add_interface_tests(const TPMInterface *iface)
 {
     g_autofree char *tpm12 = NULL;
     g_autofree char *query = NULL;
+    g_autofree char *migrate = NULL;
     size_t i;
 
     if (!qtest_has_device(iface->device)) {
@@ -115,6 +166,8 @@ static void add_interface_tests(const TPMInterface *iface)
     qtest_add_data_func(tpm12, iface, test_tpm12);
     query = g_strdup_printf("/tpm-libtpms/%s/query-tpm", iface->name);
     qtest_add_data_func(query, iface, test_query_tpm);
+    migrate = g_strdup_printf("/tpm-libtpms/%s/migrate", iface->name);
+    qtest_add_data_func(migrate, iface, test_migrate);
 }
 
 int main(int argc, char **argv)
