@@ -12,10 +12,11 @@
 #   e2e.sh [RUN...]
 #
 # where RUN is LINE/CONFIG (7.3/tpm12), LINE (its default set), or CONFIG
-# (on every line).  Configurations: msi intx iobase swtpm tpm12, and
-# bios and uefi: measured boot by SeaBIOS and by OVMF into tpm-crb's
-# in-process TPM (-tpmdev libtpms, no card).  By default, the newest line
-# runs all seven, the others msi and intx: the
+# (on every line).  Configurations: msi intx iobase swtpm tpm12; bios
+# and uefi: measured boot by SeaBIOS and by OVMF into tpm-crb's
+# in-process TPM (-tpmdev libtpms, no card); ppi: a TPM clear through
+# the physical presence interface, carried out by OVMF.  By default, the
+# newest line runs all eight, the others msi and intx: the
 # driver's paths that depend on the kernel (the TPM core's contract, the
 # send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are on every line,
 # and what depends on QEMU alone is tested once.
@@ -32,7 +33,7 @@ images=$VTPM_CACHE/guest/image
 logs=$VTPM_CACHE/guest/logs
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase swtpm tpm12 bios uefi)
+CONFIGS=(msi intx iobase swtpm tpm12 bios uefi ppi)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -109,19 +110,67 @@ run_mb() {
     local -a fwargs=()
     dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-mb.XXXXXX")
     if [ "$fw" = uefi ]; then
-        cp "$OVMF_VARS" "$dir/vars.fd" || {
-            report "e2e/$line/uefi: Debian's OVMF is there ($OVMF_VARS)" 1
-            rm -rf "$dir"
-            return
-        }
-        fwargs=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
-                -drive "if=pflash,format=raw,unit=1,file=$dir/vars.fd")
+        ovmf "$dir" || { rm -rf "$dir"; return; }
+        fwargs=("${OVMF_ARGS[@]}")
     fi
     for base in 0 2; do
         E2E_REBOOT=1 boot "$fw-$((base / 2 + 1))" "vtpm.mb=$base" \
             "${fwargs[@]}" -tpmdev "libtpms,id=tpm0,path=$dir/tpm.state" \
             -device tpm-crb,tpmdev=tpm0
     done
+    rm -rf "$dir"
+}
+
+# ovmf DIR: OVMF_ARGS, the arguments for Debian's OVMF with a copy of its
+# variable store in DIR
+ovmf() {
+    cp "$OVMF_VARS" "$1/vars.fd" || {
+        report "e2e/$line/$config: Debian's OVMF is there ($OVMF_VARS)" 1
+        return 1
+    }
+    OVMF_ARGS=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+               -drive "if=pflash,format=raw,unit=1,file=$1/vars.fd")
+}
+
+# A TPM clear through the physical presence interface, carried out by
+# OVMF at the next boot once the user confirms it at its prompt: the
+# guest asks (vtpm.ppi=1), the user refuses with ESC, the guest asks
+# again, the user confirms with F12.  The keys go to the machine's
+# keyboard from QEMU's monitor (sendkey) as the prompts appear on the
+# serial console.
+run_ppi() {
+    local dir log=$logs/$line-ppi.log keys
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-ppi.XXXXXX")
+    ovmf "$dir" || { rm -rf "$dir"; return; }
+    # -chardev pipe: QEMU reads the monitor's commands from mon.in
+    mkfifo "$dir/mon.in" "$dir/mon.out"
+    rm -f "$log"
+    # (the last line of a prompt; tail -F waits for QEMU to create the log)
+    tail -n +1 -F "$log" 2> /dev/null | {
+        n=0
+        while IFS= read -r text; do
+            case $text in
+            *"Press ESC to reject this change request"*)
+                n=$((n + 1))
+                if [ $n -eq 1 ]; then
+                    echo "sendkey esc"
+                else
+                    echo "sendkey f12"
+                fi ;;
+            esac
+        done
+    } > "$dir/mon.in" &
+    # (tail, the job's first process, and the loop, its last)
+    keys="$(jobs -p %%) $!"
+    # (four passes through the firmware: its clear resets the machine)
+    BOOT_TIMEOUT=$((BOOT_TIMEOUT * 2)) E2E_REBOOT=1 \
+        boot ppi "vtpm.ppi=1" "${OVMF_ARGS[@]}" \
+        -tpmdev "libtpms,id=tpm0,path=$dir/tpm.state" \
+        -device tpm-crb,tpmdev=tpm0 \
+        -chardev "pipe,id=mon,path=$dir/mon" -mon chardev=mon
+    # shellcheck disable=SC2086
+    kill $keys 2> /dev/null
+    wait
     rm -rf "$dir"
 }
 
@@ -231,6 +280,9 @@ for run in "${runs[@]}"; do
         ;;
     bios|uefi)
         run_mb "$config"
+        ;;
+    ppi)
+        run_ppi
         ;;
     esac
 done
