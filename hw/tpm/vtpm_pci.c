@@ -79,6 +79,8 @@ struct VTPMPCIState {
     /* Not migrated: derived from the state above */
     bool irq_level;
     uint32_t data_len;          /* bytes of buf in the migration stream */
+
+    uint64_t commands;          /* guest commands started: a statistic */
 };
 
 /* Cards with a pinned BAR 0, to keep their ranges apart */
@@ -367,6 +369,7 @@ static void vtpm_pci_start(VTPMPCIState *s)
                         "START of a command whose header size differs "
                         "from the bytes written");
     } else {
+        s->commands++;
         vtpm_pci_deliver(s, s->cmd_len, s->locality);
         return;
     }
@@ -1057,10 +1060,22 @@ static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
     tc->request_completed = vtpm_pci_request_completed;
 }
 
+static void vtpm_pci_instance_init(Object *obj)
+{
+    VTPMPCIState *s = VTPM_PCI(obj);
+
+    /* For the host (qom-get), not the guest: it survives resets */
+    object_property_add_uint64_ptr(obj, "commands", &s->commands,
+                                   OBJ_PROP_FLAG_READ);
+    object_property_set_description(obj, "commands",
+        "the number of commands guests have started on the card's TPM");
+}
+
 static const TypeInfo vtpm_pci_info = {
     .name = TYPE_VTPM_PCI,
     .parent = TYPE_PCI_DEVICE,
     .instance_size = sizeof(VTPMPCIState),
+    .instance_init = vtpm_pci_instance_init,
     .class_init = vtpm_pci_class_init,
     .interfaces = (const InterfaceInfo[]) {
         { INTERFACE_CONVENTIONAL_PCI_DEVICE },

@@ -12,6 +12,7 @@
 #include "libqos/pci-pc.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
+#include "qobject/qnum.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "tpm-cmd-tests.h"
@@ -908,6 +909,51 @@ static void test_flags_tpm2(void)
     qtest_quit(s);
 }
 
+/* The commands guests started, as the host reads them (qom-get) */
+static uint64_t card_commands(QTestState *s)
+{
+    QDict *rsp = qtest_qmp(s, "{ 'execute': 'qom-get', 'arguments': "
+                           "{ 'path': 'card', 'property': 'commands' } }");
+    uint64_t n;
+
+    g_assert(qdict_haskey(rsp, "return"));
+    n = qnum_get_uint(qobject_to(QNum, qdict_get(rsp, "return")));
+    qobject_unref(rsp);
+    return n;
+}
+
+/*
+ * The card counts each command a guest starts, and nothing else: not a
+ * START it refuses, not the commands of its own flags query, not the
+ * shutdown QEMU sends at reset
+ */
+static void test_commands(void)
+{
+    QTestState *s = qtest_initf("-M q35 -device vtpm-pci,id=card,addr=%d.0",
+                                VTPM_SLOT);
+    uint16_t port = vtpm_pci_port(s);
+    int i;
+
+    g_assert_cmpuint(card_commands(s), ==, 0);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    for (i = 0; i < 10; i++) {
+        assert_tpm_works(s, port);
+    }
+    g_assert_cmpuint(card_commands(s), ==, 11);
+
+    tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_LENGTH);
+    query_flags(s, port);
+    g_assert_cmpuint(card_commands(s), ==, 11);
+
+    qtest_qmp_assert_success(s, "{ 'execute': 'system_reset' }");
+    qtest_qmp_eventwait(s, "RESET");
+    g_assert_cmpuint(card_commands(s), ==, 11);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    g_assert_cmpuint(card_commands(s), ==, 12);
+    qtest_quit(s);
+}
+
 static void test_flags_tpm12(void)
 {
     /* TPM_GetCapability(TPM_CAP_FLAG, TPM_CAP_FLAG_PERMANENT) */
@@ -1311,6 +1357,7 @@ static void add_tpm_tests(void)
         { "tpm/query-tpm", test_query_tpm },
         { "tpm/flags-2.0", test_flags_tpm2 },
         { "tpm/flags-1.2", test_flags_tpm12 },
+        { "tpm/commands", test_commands },
         { "tpm/second-libtpms", test_second_libtpms },
         { "pinned/invalid", test_pinned_invalid },
         { "pinned/replug", test_pinned_replug },
