@@ -23,6 +23,7 @@ PACKAGES=(
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
     expect                      # the test that drives "make run"
     gnuplot-nox                 # the benchmark's plot (bench/)
+    libssl-dev                  # the benchmark's HMAC session (bench/)
 )
 BACKPORTS_PACKAGES=(meson)
 MESON_MIN=1.5

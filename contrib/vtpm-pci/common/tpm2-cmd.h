@@ -24,7 +24,11 @@
 #define TPM2_CC_NV_WRITE        0x0137
 #define TPM2_CC_STARTUP         0x0144
 #define TPM2_CC_NV_READ         0x014e
+#define TPM2_CC_CREATE          0x0153
+#define TPM2_CC_LOAD            0x0157
+#define TPM2_CC_UNSEAL          0x015e
 #define TPM2_CC_FLUSH_CONTEXT   0x0165
+#define TPM2_CC_START_AUTH_SESSION 0x0176
 #define TPM2_CC_GET_RANDOM      0x017b
 #define TPM2_CC_HASH            0x017d
 #define TPM2_CC_PCR_READ        0x017e
@@ -32,6 +36,7 @@
 
 #define TPM2_SU_CLEAR           0x0000
 #define TPM2_RC_NV_DEFINED      0x014c      /* NV_DefineSpace: index exists */
+#define TPM2_RC_RETRY           0x0922
 #define TPM2_RH_OWNER           0x40000001
 #define TPM2_RH_NULL            0x40000007
 #define TPM2_RS_PW              0x40000009  /* the password session */
@@ -45,13 +50,19 @@
 #define TPM2_ALG_RSA            0x0001
 #define TPM2_ALG_AES            0x0006
 #define TPM2_ALG_SHA256         0x000b
+#define TPM2_ALG_KEYEDHASH      0x0008
 #define TPM2_ALG_NULL           0x0010
+#define TPM2_ALG_ECC            0x0023
+#define TPM2_ECC_NIST_P256      0x0003
+#define TPM2_SE_HMAC            0x00
 #define TPM2_ALG_CFB            0x0043
 /*
  * fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, restricted,
  * decrypt
  */
 #define TPMA_OBJECT_STORAGE_KEY 0x00030072
+/* fixedTPM, fixedParent, userWithAuth, noDA: a sealed data object */
+#define TPMA_OBJECT_SEALED      0x00000452
 #define TPM2_SHA256_SIZE        32
 #define TPM2_PCR_SELECT_SIZE    3           /* PCRs 0 to 23 */
 
@@ -67,6 +78,14 @@ static inline void tpm2_put(struct tpm2_buf *b, uint32_t val, int bytes)
     while (bytes--) {
         b->data[b->len++] = val >> (8 * bytes);
     }
+}
+
+static inline void stl_be(uint8_t *p, uint32_t val)
+{
+    p[0] = val >> 24;
+    p[1] = val >> 16;
+    p[2] = val >> 8;
+    p[3] = val;
 }
 
 static inline void tpm2_put_bytes(struct tpm2_buf *b, const uint8_t *p,
@@ -180,6 +199,41 @@ static inline long tpm2_sessions_rsp_params(struct tpm2_buf *b)
         return -1;
     }
     return n;
+}
+
+/*
+ * TPM2_CreatePrimary of a storage key (SHA-256, AES-128-CFB, no scheme)
+ * with no auth and no data, of type alg under hierarchy, whose public
+ * area is public_size bytes: begin puts it up to the type's own
+ * parameters, which the caller puts, with the unique field, before end.
+ */
+static inline void tpm2_create_primary_begin(struct tpm2_buf *b,
+                                             uint32_t hierarchy,
+                                             uint16_t alg,
+                                             uint16_t public_size)
+{
+    tpm2_begin(b, TPM2_ST_SESSIONS, TPM2_CC_CREATE_PRIMARY);
+    tpm2_put(b, hierarchy, 4);
+    tpm2_put_pw_session(b);
+    tpm2_put(b, 4, 2);                  /* inSensitive: no auth, no data */
+    tpm2_put(b, 0, 2);
+    tpm2_put(b, 0, 2);
+    tpm2_put(b, public_size, 2);        /* inPublic */
+    tpm2_put(b, alg, 2);
+    tpm2_put(b, TPM2_ALG_SHA256, 2);
+    tpm2_put(b, TPMA_OBJECT_STORAGE_KEY, 4);
+    tpm2_put(b, 0, 2);                  /* authPolicy */
+    tpm2_put(b, TPM2_ALG_AES, 2);       /* symmetric: AES-128-CFB */
+    tpm2_put(b, 128, 2);
+    tpm2_put(b, TPM2_ALG_CFB, 2);
+    tpm2_put(b, TPM2_ALG_NULL, 2);      /* scheme */
+}
+
+static inline void tpm2_create_primary_end(struct tpm2_buf *b)
+{
+    tpm2_put(b, 0, 2);                  /* outsideInfo */
+    tpm2_put(b, 0, 4);                  /* creationPCR */
+    tpm2_end(b);
 }
 
 /* A TPML_PCR_SELECTION with one SHA-256 bank and one PCR selected */

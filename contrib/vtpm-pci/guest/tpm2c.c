@@ -185,27 +185,11 @@ static void createprimary(void)
     uint32_t handle;
     unsigned bits;
 
-    tpm2_begin(&b, TPM2_ST_SESSIONS, TPM2_CC_CREATE_PRIMARY);
-    tpm2_put(&b, TPM2_RH_NULL, 4);
-    tpm2_put_pw_session(&b);
-    tpm2_put(&b, 4, 2);                 /* inSensitive: no auth, no data */
-    tpm2_put(&b, 0, 2);
-    tpm2_put(&b, 0, 2);
-    tpm2_put(&b, 26, 2);                /* inPublic: a TPMT_PUBLIC of 26 */
-    tpm2_put(&b, TPM2_ALG_RSA, 2);
-    tpm2_put(&b, TPM2_ALG_SHA256, 2);
-    tpm2_put(&b, TPMA_OBJECT_STORAGE_KEY, 4);
-    tpm2_put(&b, 0, 2);                 /* authPolicy */
-    tpm2_put(&b, TPM2_ALG_AES, 2);      /* symmetric: AES-128-CFB */
-    tpm2_put(&b, 128, 2);
-    tpm2_put(&b, TPM2_ALG_CFB, 2);
-    tpm2_put(&b, TPM2_ALG_NULL, 2);     /* scheme */
+    tpm2_create_primary_begin(&b, TPM2_RH_NULL, TPM2_ALG_RSA, 26);
     tpm2_put(&b, 2048, 2);              /* keyBits */
     tpm2_put(&b, 0, 4);                 /* exponent: the default */
     tpm2_put(&b, 0, 2);                 /* unique */
-    tpm2_put(&b, 0, 2);                 /* outsideInfo */
-    tpm2_put(&b, 0, 4);                 /* creationPCR */
-    tpm2_end(&b);
+    tpm2_create_primary_end(&b);
     transact(&b, TPM2_ST_SESSIONS);
 
     /* objectHandle, then outPublic up to the modulus */
