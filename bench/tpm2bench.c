@@ -717,7 +717,7 @@ static void sleep_us(unsigned long us)
     }
 }
 
-#define ONESHOT_MAX 4096
+#define ONESHOT_MAX 1000
 
 /*
  * One command at a time, after a pause: as many as fit in twice the
