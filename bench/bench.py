@@ -476,19 +476,25 @@ def disturbed(mark):
         DISTURBED * expected
 
 
+def summarise(a, keys, results):
+    """Into a: for each key the results have, their median as KEY, and
+    their range as KEY_lo and KEY_hi"""
+    for k in keys:
+        vals = [r[k] for r in results if r.get(k) is not None]
+        if vals:
+            a[k] = statistics.median(vals)
+            a[k + '_lo'], a[k + '_hi'] = min(vals), max(vals)
+    return a
+
+
 def aggregate_marks(marks):
     """The measurements of several boots between the same marks: the
     median and the range of the host's CPU use"""
     if not marks:
         return None
-    a = {'boots': len(marks)}
-    for k in ('cores', 'cpu_us_per_cmd', 'qemu_cpu', 'swtpm_cpu',
-              'seconds'):
-        vals = [m[k] for m in marks if m.get(k) is not None]
-        if vals:
-            a[k] = statistics.median(vals)
-            a[k + '_lo'], a[k + '_hi'] = min(vals), max(vals)
-    return a
+    return summarise({'boots': len(marks)},
+                     ('cores', 'cpu_us_per_cmd', 'qemu_cpu', 'swtpm_cpu',
+                      'seconds'), marks)
 
 
 def aggregate(boots):
@@ -505,11 +511,7 @@ def aggregate(boots):
              'counts': [(r['mark'].get('card'), r['mark']['expected'],
                          r['mark'].get('per_op'))
                         for r in rs if 'mark' in r]}
-        for k in ('ops', 'us', 'median_us', 'p99_us'):
-            vals = [r[k] for r in quiet if k in r]
-            if vals:
-                a[k] = statistics.median(vals)
-                a[k + '_lo'], a[k + '_hi'] = min(vals), max(vals)
+        summarise(a, ('ops', 'us', 'median_us', 'p99_us'), quiet)
         host = aggregate_marks([r['mark'] for r in quiet if 'mark' in r])
         if host:
             a['host'] = host
