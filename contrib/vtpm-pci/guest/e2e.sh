@@ -57,8 +57,11 @@ boot() {
     [ -z "${E2E_REBOOT:-}" ] || once=()
     shift 2
     t0=$SECONDS
-    # -nodefaults: SeaBIOS would wait 30 s for q35's default empty CD-ROM
-    timeout "$BOOT_TIMEOUT" "$QEMU_BIN" -M q35 -nodefaults -m 256M -smp 1 \
+    rm -f "$log.limit"
+    # -nodefaults: SeaBIOS would wait 30 s for q35's default empty CD-ROM.
+    # At the time limit, $log.limit records where the machine stood.
+    QEMU_SRC=$QEMU_SRC "$here/run-limited.py" "$BOOT_TIMEOUT" "$log.limit" \
+        "$QEMU_BIN" -M q35 -nodefaults -m 256M -smp 1 \
         -display none -serial "file:$log" "${once[@]}" \
         -kernel "$image/bzImage" -initrd "$image/initrd.cpio" \
         -append "console=ttyS0 quiet panic=-1 hung_task_panic=1 \
@@ -74,6 +77,10 @@ boot() {
     if [ $status -ne $GUEST_PASS ]; then
         echo "# QEMU exited with $status; the end of $log:"
         tr -d '\r' < "$log" | tail -n 60 | sed 's/^/#   /'
+        if [ -f "$log.limit" ]; then
+            echo "# at the time limit ($log.limit):"
+            sed 's/^/#   /' "$log.limit"
+        fi
     fi
 }
 
