@@ -676,9 +676,16 @@ def format_breakdown(b):
     r.append('  %-74s %8.1f us' %
              ('the whole command in the benchmark (no trace events)',
               b['untraced_us']))
-    r.append('  %-74s %8.1f us' %
-             ('  of which the guest (syscall, TPM core, driver) under TCG',
-              b['rest_us']))
+    if b['rest_us'] >= 0:
+        r.append('  %-74s %8.1f us' %
+                 ('  of which the guest (syscall, TPM core, driver) under TCG',
+                  b['rest_us']))
+    else:
+        # The traced boots and the timed one went different ways (more
+        # commands took the interrupt, say): no share is left to tell
+        r.append('  %-74s %8s' %
+                 ('  of which the guest: not known, the traced boots\' '
+                  'parts add up to more', 'n/a'))
     return '\n'.join(r)
 
 
