@@ -96,6 +96,7 @@ struct vtpm_pci {
 	bool use_irq;		/* completion is signalled by the interrupt */
 	bool irq_seen;		/* the handler ran since the last test */
 	bool sync;		/* TPM_CHIP_FLAG_SYNC: send() reads the response */
+	u32 rsp_len;		/* RSP_SIZE as read after START, or 0 */
 };
 
 static u32 vtpm_read(struct vtpm_pci *priv, unsigned int reg)
@@ -192,6 +193,7 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 	u32 state;
 	int rc;
 
+	priv->rsp_len = 0;
 	if (len > priv->buf_size)
 		return -E2BIG;
 
@@ -201,6 +203,16 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 
 	vtpm_write_data(priv, buf, len);
 	vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_START);
+
+	/*
+	 * Most commands are done within START: RSP_SIZE, which reads 0 in
+	 * any state but COMPLETE, says so and gives the response's length
+	 * in one access, and STATUS is read only for the others.
+	 */
+	priv->rsp_len = vtpm_read(priv, VTPM_RSP_SIZE);
+	if (priv->rsp_len && priv->rsp_len != U32_MAX)
+		return VTPM_STATE_COMPLETE;
+	priv->rsp_len = 0;
 
 	/* START is decided at once: a refused command leaves the card IDLE */
 	state = vtpm_state(priv);
@@ -255,9 +267,10 @@ static int vtpm_wait(struct vtpm_pci *priv, u32 state, unsigned long timeout)
 /* Read the response of a completed command into buf */
 static int vtpm_read_response(struct vtpm_pci *priv, u8 *buf, size_t count)
 {
-	/* RSP_SIZE reads 0 unless a response is ready */
-	u32 len = vtpm_read(priv, VTPM_RSP_SIZE);
+	/* What START left in RSP_SIZE, or RSP_SIZE now: 0 unless complete */
+	u32 len = priv->rsp_len ?: vtpm_read(priv, VTPM_RSP_SIZE);
 
+	priv->rsp_len = 0;
 	if (!len)
 		return -EIO;
 	if (len < TPM_HEADER_SIZE || len > count) {
