@@ -190,7 +190,7 @@ static int vtpm_make_idle(struct vtpm_pci *priv)
  */
 static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 {
-	u32 state;
+	u32 state, rsp_len;
 	int rc;
 
 	priv->rsp_len = 0;
@@ -209,10 +209,11 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 	 * any state but COMPLETE, says so and gives the response's length
 	 * in one access, and STATUS is read only for the others.
 	 */
-	priv->rsp_len = vtpm_read(priv, VTPM_RSP_SIZE);
-	if (priv->rsp_len && priv->rsp_len != U32_MAX)
+	rsp_len = vtpm_read(priv, VTPM_RSP_SIZE);
+	if (rsp_len && rsp_len != U32_MAX) {
+		priv->rsp_len = rsp_len;
 		return VTPM_STATE_COMPLETE;
-	priv->rsp_len = 0;
+	}
 
 	/* START is decided at once: a refused command leaves the card IDLE */
 	state = vtpm_state(priv);
