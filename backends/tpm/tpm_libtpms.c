@@ -114,10 +114,81 @@ struct TPMLibtpms {
     bool processing;            /* a command is in TPMLIB_Process */
     bool established;           /* cached TPM_IO_TpmEstablished_Get */
     bool stopping;              /* stop request running in a worker */
+    /* locality + 1 of a reset of the established flag yet to be done */
+    int reset_established;
+
+    /* Failures reported to the host, not to be repeated while they last */
+    bool start_failing;
+    bool store_failing;
 };
 
 /* The one instance libtpms' callbacks work on */
 static TPMLibtpms *tpm_libtpms;
+
+/*
+ * libtpms' own messages.  Some it always prints (a TPM 2.0 that enters
+ * failure mode, with the command that made it), to stderr unless it is
+ * given a descriptor, and a guest that makes them happen at every reset
+ * would fill the host's log.  They go into a pipe instead, which
+ * tpm_libtpms_log_drain() empties into trace events; the first one is
+ * also reported.  Both ends are non-blocking: with the pipe full, libtpms
+ * loses a message rather than waits.
+ */
+static int tpm_libtpms_log_fds[2] = { -1, -1 };
+static bool tpm_libtpms_log_reported;
+
+static bool tpm_libtpms_log_open(Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+
+    if (tpm_libtpms_log_fds[0] >= 0) {
+        return true;
+    }
+    if (!g_unix_open_pipe(tpm_libtpms_log_fds, FD_CLOEXEC, &gerr)) {
+        error_setg(errp, "tpm-libtpms: could not make a pipe for libtpms' "
+                   "messages: %s", gerr->message);
+        return false;
+    }
+    if (!qemu_set_blocking(tpm_libtpms_log_fds[0], false, errp) ||
+        !qemu_set_blocking(tpm_libtpms_log_fds[1], false, errp)) {
+        qemu_close(tpm_libtpms_log_fds[0]);
+        qemu_close(tpm_libtpms_log_fds[1]);
+        tpm_libtpms_log_fds[0] = tpm_libtpms_log_fds[1] = -1;
+        return false;
+    }
+    TPMLIB_SetDebugFD(tpm_libtpms_log_fds[1]);
+    return true;
+}
+
+/* Trace what libtpms wrote to its log since the last call */
+static void tpm_libtpms_log_drain(void)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+    g_auto(GStrv) lines = NULL;
+    char buf[1024];
+    ssize_t n;
+    size_t i;
+
+    while ((n = read(tpm_libtpms_log_fds[0], buf, sizeof(buf))) > 0) {
+        g_string_append_len(text, buf, n);
+    }
+    if (!text->len) {
+        return;
+    }
+    lines = g_strsplit(text->str, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        if (!*lines[i]) {
+            continue;
+        }
+        trace_tpm_libtpms_log(lines[i]);
+        if (!tpm_libtpms_log_reported) {
+            warn_report("tpm-libtpms: %s", lines[i]);
+            error_printf("libtpms' further messages are traced "
+                         "(tpm_libtpms_log), not reported.\n");
+            tpm_libtpms_log_reported = true;
+        }
+    }
+}
 
 static const char *tpm_libtpms_version_str(TPMVersion version)
 {
@@ -164,6 +235,32 @@ static TPM_RESULT tpm_libtpms_cb_nvram_loaddata(unsigned char **data,
     return TPMLIB_SUCCESS;
 }
 
+/*
+ * A state file that cannot be written fails every guest command that
+ * changes the TPM's state, as often as the guest likes: tell the host
+ * when writes start failing and when they work again, and trace the rest.
+ */
+static void tpm_libtpms_store_result(TPMLibtpms *s, Error *err)
+{
+    if (!err) {
+        if (s->store_failing) {
+            info_report("tpm-libtpms: the TPM's state is written again");
+            s->store_failing = false;
+        }
+        return;
+    }
+    trace_tpm_libtpms_store_failed(error_get_pretty(err));
+    if (!s->store_failing) {
+        error_append_hint(&err, "Until it is written again, the guest's "
+                          "commands that change the TPM's state fail, "
+                          "and the state file keeps the state it has.\n");
+        error_report_err(err);
+        s->store_failing = true;
+    } else {
+        error_free(err);
+    }
+}
+
 static TPM_RESULT tpm_libtpms_cb_nvram_storedata(const unsigned char *data,
                                                  uint32_t length,
                                                  uint32_t tpm_number,
@@ -171,13 +268,12 @@ static TPM_RESULT tpm_libtpms_cb_nvram_storedata(const unsigned char *data,
 {
     g_autoptr(GBytes) blob = g_bytes_new(data, length);
     Error *err = NULL;
+    bool ok;
 
-    if (!tpm_nvfile_set(tpm_libtpms->nv, name, blob, &err)) {
-        /* The guest gets a TPM failure; the old state stays on disk */
-        error_report_err(err);
-        return TPM_FAIL;
-    }
-    return TPMLIB_SUCCESS;
+    /* On failure the guest gets a TPM failure; the old state stays */
+    ok = tpm_nvfile_set(tpm_libtpms->nv, name, blob, &err);
+    tpm_libtpms_store_result(tpm_libtpms, err);
+    return ok ? TPMLIB_SUCCESS : TPM_FAIL;
 }
 
 static TPM_RESULT tpm_libtpms_cb_nvram_deletename(uint32_t tpm_number,
@@ -191,9 +287,10 @@ static TPM_RESULT tpm_libtpms_cb_nvram_deletename(uint32_t tpm_number,
         return must_exist ? TPM_FAIL : TPMLIB_SUCCESS;
     }
     if (!tpm_nvfile_set(tpm_libtpms->nv, name, NULL, &err)) {
-        error_report_err(err);
+        tpm_libtpms_store_result(tpm_libtpms, err);
         return TPM_FAIL;
     }
+    tpm_libtpms_store_result(tpm_libtpms, NULL);
     return TPMLIB_SUCCESS;
 }
 
@@ -304,6 +401,11 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
     s->process_ns = get_clock() - s->process_ns;
     qatomic_set(&s->processing, false);
     tpm_libtpms_update_established(s);
+    /* libtpms has something to say when it fails a command, not before */
+    if (res != TPMLIB_SUCCESS || rsp_len < sizeof(struct tpm_resp_hdr) ||
+        tpm_cmd_get_errcode(s->rsp)) {
+        tpm_libtpms_log_drain();
+    }
 
     if (res != TPMLIB_SUCCESS) {
         error_setg(errp, "tpm-libtpms: TPM command failed: 0x%x", res);
@@ -322,6 +424,30 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
     return -1;
 }
 
+/*
+ * A TPM that cannot start (a state file that cannot be written, say)
+ * fails again at every reset, which a guest can make as often as it
+ * likes: report the first failure of a run, and trace the others.
+ */
+static void tpm_libtpms_start_result(TPMLibtpms *s, Error *err)
+{
+    if (!err) {
+        if (s->start_failing) {
+            info_report("tpm-libtpms: TPM %s started",
+                        tpm_libtpms_version_str(s->version));
+            s->start_failing = false;
+        }
+        return;
+    }
+    trace_tpm_libtpms_start_failed(error_get_pretty(err));
+    if (!s->start_failing) {
+        error_report_err(err);
+        s->start_failing = true;
+    } else {
+        error_free(err);
+    }
+}
+
 /* Start libtpms; called with s->lock held */
 static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
 {
@@ -336,8 +462,9 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
         res = TPMLIB_RegisterCallbacks(&tpm_libtpms_callbacks);
     }
     if (res != TPMLIB_SUCCESS) {
-        error_report("tpm-libtpms: could not set up TPM %s: 0x%x",
-                     tpm_libtpms_version_str(s->version), res);
+        error_setg(&err, "tpm-libtpms: could not set up TPM %s: 0x%x",
+                   tpm_libtpms_version_str(s->version), res);
+        tpm_libtpms_start_result(s, err);
         return -1;
     }
 
@@ -349,6 +476,7 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
     /* What libtpms stores while it starts is kept if it starts */
     tpm_nvfile_hold(s->nv);
     res = TPMLIB_MainInit();
+    tpm_libtpms_log_drain();
     trace_tpm_libtpms_init(tpm_libtpms_version_str(s->version),
                            s->buffer_size, res);
     if (res != TPMLIB_SUCCESS) {
@@ -358,17 +486,19 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
          */
         TPMLIB_Terminate();
         tpm_nvfile_rollback(s->nv);
-        error_report("tpm-libtpms: could not start TPM %s: 0x%x",
-                     tpm_libtpms_version_str(s->version), res);
+        error_setg(&err, "tpm-libtpms: could not start TPM %s: 0x%x",
+                   tpm_libtpms_version_str(s->version), res);
+        tpm_libtpms_start_result(s, err);
         return -1;
     }
     if (!tpm_nvfile_commit(s->nv, &err)) {
         TPMLIB_Terminate();
         error_prepend(&err, "tpm-libtpms: could not store the state of the "
                       "TPM %s: ", tpm_libtpms_version_str(s->version));
-        error_report_err(err);
+        tpm_libtpms_start_result(s, err);
         return -1;
     }
+    tpm_libtpms_start_result(s, NULL);
 
     s->running = true;
     s->needs_shutdown = false;
@@ -417,6 +547,7 @@ static int tpm_libtpms_stop_worker(void *opaque)
     }
 
     TPMLIB_Terminate();
+    tpm_libtpms_log_drain();
     trace_tpm_libtpms_terminate();
     g_clear_pointer(&s->rsp, TPM_Free);
     s->rsp_size = 0;
@@ -476,18 +607,38 @@ static int tpm_libtpms_startup_tpm(TPMBackend *tb, size_t buffer_size)
     return tpm_libtpms_start_locked(s, buffer_size);
 }
 
+static void tpm_libtpms_cancel_cmd(TPMBackend *tb)
+{
+    TPMLibtpms *s = TPM_LIBTPMS(tb);
+
+    /*
+     * Cancelling sets a flag that libtpms polls during long operations
+     * such as key generation.  Leave it alone when no command runs, so
+     * that it does not cancel the next one.
+     */
+    if (qatomic_read(&s->processing)) {
+        trace_tpm_libtpms_cancel();
+        TPMLIB_CancelCommand();
+    }
+}
+
 static void tpm_libtpms_reset(TPMBackend *tb)
 {
     TPMLibtpms *s = TPM_LIBTPMS(tb);
 
+    /*
+     * The reset waits, with the BQL held, for the command in flight, whose
+     * response nobody will read: have libtpms give up on it early
+     */
+    tpm_libtpms_cancel_cmd(tb);
     tpm_backend_finish_sync(tb);
     tpm_libtpms_stop(s);
 }
 
-static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
-                                       Error **errp)
+/* Run a request; called with s->lock held */
+static void tpm_libtpms_run_request(TPMLibtpms *s, TPMBackendCmd *cmd,
+                                    Error **errp)
 {
-    TPMLibtpms *s = TPM_LIBTPMS(tb);
     bool is_selftest = tpm_util_is_selftest(cmd->in, cmd->in_len);
     uint32_t ordinal = 0;
     int64_t rc;
@@ -496,8 +647,6 @@ static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
         ordinal = tpm_cmd_get_ordinal(cmd->in);
     }
     cmd->selftest_done = false;
-
-    QEMU_LOCK_GUARD(&s->lock);
 
     if (!s->running) {
         error_setg(errp, "tpm-libtpms: TPM is not running");
@@ -523,19 +672,57 @@ static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
     }
 }
 
-static void tpm_libtpms_cancel_cmd(TPMBackend *tb)
+/* Reset the established flag, for locality @locty; with s->lock held */
+static void tpm_libtpms_reset_established_locked(TPMLibtpms *s,
+                                                 uint8_t locty)
+{
+    TPM_RESULT res;
+
+    if (!s->running) {
+        return;
+    }
+    /* libtpms checks that the reset comes from locality 3 or 4 */
+    s->locty = locty;
+    res = TPM_IO_TpmEstablished_Reset();
+    tpm_libtpms_update_established(s);
+    trace_tpm_libtpms_reset_established(locty, res);
+}
+
+/*
+ * Carry out a reset of the established flag asked for while a command
+ * held s->lock.  Both the register write that asks for it and the thread
+ * that ran the command call this, each after its own store (the request;
+ * the unlock): with the barrier, one of them sees the other's, and
+ * whichever finds the lock free last does the reset.
+ */
+static void tpm_libtpms_reset_established_pending(TPMLibtpms *s)
+{
+    int locty_plus_1;
+
+    /* Order our store (request or unlock) before the load of the other's */
+    smp_mb();
+    while (qatomic_read(&s->reset_established) &&
+           qemu_mutex_trylock(&s->lock) == 0) {
+        locty_plus_1 = qatomic_xchg(&s->reset_established, 0);
+        if (locty_plus_1) {
+            tpm_libtpms_reset_established_locked(s, locty_plus_1 - 1);
+        }
+        qemu_mutex_unlock(&s->lock);
+        /* As above: the unlock, before the next look at a request */
+        smp_mb();
+    }
+}
+
+static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
+                                       Error **errp)
 {
     TPMLibtpms *s = TPM_LIBTPMS(tb);
 
-    /*
-     * Cancelling sets a flag that libtpms polls during long operations
-     * such as key generation.  Leave it alone when no command runs, so
-     * that it does not cancel the next one.
-     */
-    if (qatomic_read(&s->processing)) {
-        trace_tpm_libtpms_cancel();
-        TPMLIB_CancelCommand();
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        tpm_libtpms_run_request(s, cmd, errp);
     }
+    /* Before the next command, as the guest asked for it before */
+    tpm_libtpms_reset_established_pending(s);
 }
 
 static bool tpm_libtpms_get_tpm_established_flag(TPMBackend *tb)
@@ -546,24 +733,20 @@ static bool tpm_libtpms_get_tpm_established_flag(TPMBackend *tb)
     return qatomic_read(&s->established);
 }
 
+/*
+ * From a register write, in a vCPU thread with the BQL held: it must not
+ * wait for a command, which may run for a second (an RSA key's
+ * generation).  If one runs, the reset comes right after it, before the
+ * next one: the order the guest asked for them in.
+ */
 static int tpm_libtpms_reset_tpm_established_flag(TPMBackend *tb,
                                                   uint8_t locty)
 {
     TPMLibtpms *s = TPM_LIBTPMS(tb);
-    TPM_RESULT res;
 
-    QEMU_LOCK_GUARD(&s->lock);
-
-    if (!s->running) {
-        return -1;
-    }
-
-    /* libtpms checks that the reset comes from locality 3 or 4 */
-    s->locty = locty;
-    res = TPM_IO_TpmEstablished_Reset();
-    tpm_libtpms_update_established(s);
-
-    return res == TPMLIB_SUCCESS ? 0 : -1;
+    qatomic_set(&s->reset_established, locty + 1);
+    tpm_libtpms_reset_established_pending(s);
+    return 0;
 }
 
 static TPMVersion tpm_libtpms_get_tpm_version(TPMBackend *tb)
@@ -850,6 +1033,9 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
         error_setg(errp, "only one libtpms TPM can exist per QEMU process");
         error_append_hint(errp, "Use -tpmdev emulator (swtpm) for more "
                           "TPMs.\n");
+        return NULL;
+    }
+    if (!tpm_libtpms_log_open(errp)) {
         return NULL;
     }
 

@@ -75,6 +75,7 @@ struct VTPMPCIState {
     QEMUBH *query_bh;           /* sends the next command of the query */
     int64_t start_ns;           /* when the command in flight was started */
     bool starting;              /* within the access that starts it */
+    bool start_failed;          /* the TPM failed to start, and we said so */
 
     /* Not migrated: derived from the state above */
     bool irq_level;
@@ -110,23 +111,32 @@ static void vtpm_pci_refuse(VTPMPCIState *s, enum VTPMError error,
     s->error = error;
 }
 
+/*
+ * Bring the interrupt in line with INT_STATUS and INT_ENABLE.  Its
+ * callers call it last, once the card's state is what the guest may see:
+ * an MSI-X message is a write to an address the guest chose, and the
+ * card may be reset or unplugged by it (through a bridge's Secondary Bus
+ * Reset, a slot's power control, ...) before msix_notify() returns.
+ */
 static void vtpm_pci_update_irq(VTPMPCIState *s)
 {
     PCIDevice *pci_dev = PCI_DEVICE(s);
     bool level = s->int_status & s->int_enable;
+    bool edge = level && !s->irq_level;
 
-    if (msix_enabled(pci_dev)) {
-        if (level && !s->irq_level) {
-            msix_notify(pci_dev, 0);
-        }
-        pci_set_irq(pci_dev, 0);
-    } else {
-        pci_set_irq(pci_dev, level);
-    }
     if (level != s->irq_level) {
         trace_vtpm_pci_irq(level);
     }
     s->irq_level = level;
+
+    if (!msix_enabled(pci_dev)) {
+        pci_set_irq(pci_dev, level);
+        return;
+    }
+    pci_set_irq(pci_dev, 0);
+    if (edge) {
+        msix_notify(pci_dev, 0);
+    }
 }
 
 static uint32_t vtpm_pci_status(VTPMPCIState *s)
@@ -896,9 +906,19 @@ static void vtpm_pci_reset_hold(Object *obj, ResetType type)
     s->int_status = 0;
     s->irq_level = false;
 
+    /*
+     * On failure, commands get a TPM failure response and QEMU stays up.
+     * A guest can reset the card as often as it likes: say it once for a
+     * run of failed starts.
+     */
     if (tpm_backend_startup_tpm(s->tpmbe, s->buffer_size) < 0) {
-        /* Commands will fail with a TPM failure response; QEMU stays up */
-        error_report("vtpm-pci: the TPM backend failed to start");
+        if (!s->start_failed) {
+            error_report("vtpm-pci: the TPM backend failed to start; "
+                         "commands fail until a reset starts it");
+        }
+        s->start_failed = true;
+    } else {
+        s->start_failed = false;
     }
 }
 

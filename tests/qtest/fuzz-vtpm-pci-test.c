@@ -15,8 +15,10 @@
 #include "libqtest.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
+#include "libqos/pci-pc.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
+#include "tpm-cmd-tests.h"
 #include "tpm-util.h"
 #include "vtpm-pci-util.h"
 
@@ -164,6 +166,322 @@ static void test_stream_buffer(void)
                    "buffer does not match the card's state");
 }
 
+/*
+ * MSI-X aimed where it resets, unplugs or reconfigures the card.  The
+ * card's completion interrupt is a write to an address the guest chose;
+ * when that write reset the card (a bridge's Secondary Bus Reset) or
+ * unplugged it (a slot's power control), the reset or unrealize waited
+ * for the very command whose completion was being reported, with the
+ * BQL held: QEMU hung for good.  Each case below sends one command, or
+ * starts the flags query, with the vector aimed at one such place, with
+ * completion within START (poll-ns) and through the main loop
+ * (poll-ns=0), and then checks that QEMU answers and that the card is
+ * either gone or answers TPM commands again.
+ */
+
+/* q35's MMCONFIG, where the test puts it (as firmware does) */
+#define MMCFG_BASE          0xb0000000u
+#define MMCFG_ADDR(bdf, reg) (MMCFG_BASE | (bdf) << 12 | (reg))
+#define Q35_PCIEXBAR        0x60
+#define BRIDGE_DEVFN        QPCI_DEVFN(2, 0)
+#define CARD_DEVFN          QPCI_DEVFN(4, 0)
+/* The windows the test gives a bridge: libqos places BARs from there */
+#define WINDOW_IO           0xc000
+#define WINDOW_MEM          0xe0000000u
+
+typedef enum {
+    MSI_AT_ROOT_PORT_SBR,       /* pcie-root-port's Bridge Control */
+    MSI_AT_BRIDGE_SBR,          /* pci-bridge's Bridge Control */
+    MSI_AT_SLOT_POWER_OFF,      /* pcie-root-port's Slot Control */
+    MSI_AT_OWN_TABLE,           /* the card's own MSI-X vector control */
+    MSI_AT_OWN_PBA,             /* the card's own pending bits */
+    MSI_AT_OWN_COMMAND,         /* the card's command register */
+    MSI_AT_OWN_MSIX_CONTROL,    /* the card's MSI-X message control */
+} MSITarget;
+
+typedef struct {
+    MSITarget target;
+    bool query;                 /* the flags query, not a command */
+    bool no_poll;               /* poll-ns=0 */
+} MSICase;
+
+typedef struct {
+    QTestState *qts;
+    QPCIBus *bus;
+    QPCIDevice *bridge;         /* or NULL: the card is on the root bus */
+    QPCIDevice *card;
+    QPCIBar bar0;
+    uint64_t msi_addr;
+    uint32_t msi_data;
+} MSIWorld;
+
+/* The card's ports, for msi_transfer() */
+static uint16_t msi_port;
+
+static void msi_transfer(QTestState *s,
+                         const unsigned char *req, size_t req_size,
+                         unsigned char *rsp, size_t rsp_size)
+{
+    vtpm_pci_transfer_at(s, msi_port, req, req_size, rsp, rsp_size);
+}
+
+static bool msi_target_is_bridge(MSITarget target)
+{
+    return target <= MSI_AT_SLOT_POWER_OFF;
+}
+
+static uint32_t msi_bdf(QPCIDevice *dev)
+{
+    /* libqos' devfn carries the bus number above the low 8 bits */
+    return dev->devfn;
+}
+
+/* The machine, with the card behind a bridge or on the root bus */
+static void msi_world_init(MSIWorld *w, const MSICase *c)
+{
+    const char *poll = c->no_poll ? ",poll-ns=0" : "";
+    QPCIDevice *host;
+    uint64_t table;
+
+    switch (c->target) {
+    case MSI_AT_ROOT_PORT_SBR:
+    case MSI_AT_SLOT_POWER_OFF:
+        /* Native PCIe hot-plug: the slot's power control unplugs */
+        w->qts = qtest_initf("-M q35 -m 64 -global ICH9-LPC."
+                             "acpi-pci-hotplug-with-bridge-support=off "
+                             "-device pcie-root-port,id=rp,chassis=1,"
+                             "slot=1,addr=2.0 "
+                             "-device vtpm-pci,id=card,bus=rp%s", poll);
+        break;
+    case MSI_AT_BRIDGE_SBR:
+        w->qts = qtest_initf("-M q35 -m 64 -device pci-bridge,id=br,"
+                             "chassis_nr=1,addr=2.0 "
+                             "-device vtpm-pci,id=card,bus=br,addr=4.0%s",
+                             poll);
+        break;
+    default:
+        w->qts = qtest_initf("-M q35 -m 64 -device vtpm-pci,id=card,"
+                             "addr=4.0%s", poll);
+        break;
+    }
+    w->bus = qpci_new_pc(w->qts, NULL);
+
+    /* MMCONFIG on, 256 buses, as firmware turns it on */
+    host = qpci_device_find(w->bus, 0);
+    qpci_config_writel(host, Q35_PCIEXBAR, MMCFG_BASE | 1);
+    g_free(host);
+
+    w->bridge = NULL;
+    if (msi_target_is_bridge(c->target)) {
+        w->bridge = qpci_device_find(w->bus, BRIDGE_DEVFN);
+        g_assert_nonnull(w->bridge);
+        qpci_config_writeb(w->bridge, PCI_SECONDARY_BUS, 1);
+        qpci_config_writeb(w->bridge, PCI_SUBORDINATE_BUS, 1);
+        qpci_config_writeb(w->bridge, PCI_IO_BASE, WINDOW_IO >> 8);
+        qpci_config_writeb(w->bridge, PCI_IO_LIMIT, WINDOW_IO >> 8);
+        qpci_config_writew(w->bridge, PCI_MEMORY_BASE, WINDOW_MEM >> 16);
+        qpci_config_writew(w->bridge, PCI_MEMORY_LIMIT, WINDOW_MEM >> 16);
+        qpci_config_writew(w->bridge, PCI_COMMAND, PCI_COMMAND_IO |
+                           PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+        w->card = qpci_device_find(w->bus, 1 << 8 |
+                                   (c->target == MSI_AT_BRIDGE_SBR ?
+                                    CARD_DEVFN : 0));
+    } else {
+        w->card = qpci_device_find(w->bus, CARD_DEVFN);
+    }
+    g_assert_nonnull(w->card);
+
+    qpci_device_enable(w->card);
+    w->bar0 = qpci_iomap(w->card, VTPM_PCI_BAR, NULL);
+    msi_port = w->bar0.addr;
+    qpci_msix_enable(w->card);
+    table = w->card->msix_table_bar.addr + w->card->msix_table_off;
+
+    switch (c->target) {
+    case MSI_AT_ROOT_PORT_SBR:
+    case MSI_AT_BRIDGE_SBR:
+        /* Bridge Control is the upper half of the dword at 0x3c */
+        w->msi_addr = MMCFG_ADDR(msi_bdf(w->bridge), PCI_INTERRUPT_LINE);
+        w->msi_data = PCI_BRIDGE_CTL_BUS_RESET << 16;
+        break;
+    case MSI_AT_SLOT_POWER_OFF:
+        w->msi_addr = MMCFG_ADDR(msi_bdf(w->bridge),
+                                 qpci_find_capability(w->bridge,
+                                                      PCI_CAP_ID_EXP, 0) +
+                                 PCI_EXP_SLTCTL);
+        w->msi_data = PCI_EXP_SLTCTL_PWR_OFF | PCI_EXP_SLTCTL_PWR_IND_OFF;
+        break;
+    case MSI_AT_OWN_TABLE:
+        w->msi_addr = table + PCI_MSIX_ENTRY_VECTOR_CTRL;
+        w->msi_data = PCI_MSIX_ENTRY_CTRL_MASKBIT;
+        break;
+    case MSI_AT_OWN_PBA:
+        w->msi_addr = w->card->msix_pba_bar.addr + w->card->msix_pba_off;
+        w->msi_data = 1;
+        break;
+    case MSI_AT_OWN_COMMAND:
+        w->msi_addr = MMCFG_ADDR(msi_bdf(w->card), PCI_COMMAND);
+        w->msi_data = 0;
+        break;
+    case MSI_AT_OWN_MSIX_CONTROL:
+        /* Message Control is the upper half of the capability's dword */
+        w->msi_addr = MMCFG_ADDR(msi_bdf(w->card),
+                                 qpci_find_capability(w->card,
+                                                      PCI_CAP_ID_MSIX, 0));
+        w->msi_data = (uint32_t)PCI_MSIX_FLAGS_MASKALL << 16;
+        break;
+    default:
+        g_assert_not_reached();
+    }
+
+    qtest_writel(w->qts, table + PCI_MSIX_ENTRY_LOWER_ADDR, w->msi_addr);
+    qtest_writel(w->qts, table + PCI_MSIX_ENTRY_UPPER_ADDR,
+                 w->msi_addr >> 32);
+    qtest_writel(w->qts, table + PCI_MSIX_ENTRY_DATA, w->msi_data);
+    qtest_writel(w->qts, table + PCI_MSIX_ENTRY_VECTOR_CTRL, 0);
+    qtest_outl(w->qts, msi_port + A_VTPM_INT_ENABLE,
+               R_VTPM_INT_ENABLE_COMPLETE_MASK);
+}
+
+static void msi_world_free(MSIWorld *w)
+{
+    g_free(w->card);
+    g_free(w->bridge);
+    qpci_free_pc(w->bus);
+    qtest_quit(w->qts);
+}
+
+/* Has the card's interrupt been sent?  Each target shows it its way. */
+static bool msi_landed(MSIWorld *w, const MSICase *c)
+{
+    uint32_t status;
+
+    switch (c->target) {
+    case MSI_AT_ROOT_PORT_SBR:
+    case MSI_AT_BRIDGE_SBR:
+        return qpci_config_readw(w->bridge, PCI_BRIDGE_CONTROL) &
+               PCI_BRIDGE_CTL_BUS_RESET;
+    case MSI_AT_SLOT_POWER_OFF:
+        return qpci_config_readw(w->card, PCI_VENDOR_ID) == 0xffff;
+    case MSI_AT_OWN_COMMAND:
+        return !qpci_config_readw(w->card, PCI_COMMAND);
+    case MSI_AT_OWN_MSIX_CONTROL:
+        return qpci_config_readw(w->card,
+                                 qpci_find_capability(w->card,
+                                                      PCI_CAP_ID_MSIX, 0) +
+                                 PCI_MSIX_FLAGS) & PCI_MSIX_FLAGS_MASKALL;
+    case MSI_AT_OWN_TABLE:
+    case MSI_AT_OWN_PBA:
+        /*
+         * The PBA ignores writes, and a write to the table from within
+         * one of the card's own register accesses is blocked as
+         * re-entrant: wait for the completion instead
+         */
+        status = qtest_inl(w->qts, msi_port + A_VTPM_STATUS);
+        return FIELD_EX32(status, VTPM_STATUS, STATE) !=
+               VTPM_STATE_EXECUTING &&
+               (qtest_inl(w->qts, msi_port + A_VTPM_INT_STATUS) &
+                R_VTPM_INT_STATUS_COMPLETE_MASK);
+    }
+    g_assert_not_reached();
+}
+
+static void test_msi_target(const void *opaque)
+{
+    const MSICase *c = opaque;
+    static const uint8_t startup[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44,
+        0x00, 0x00,                             /* TPM_SU_CLEAR */
+    };
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    uint8_t rsp[32], random[8];
+    MSIWorld w;
+
+    msi_world_init(&w, c);
+
+    if (c->query) {
+        qtest_outl(w.qts, msi_port + A_VTPM_CONTROL,
+                   R_VTPM_CONTROL_QUERY_MASK);
+    } else {
+        vtpm_pci_write_command(w.qts, msi_port, startup, sizeof(startup));
+        qtest_outl(w.qts, msi_port + A_VTPM_CONTROL,
+                   R_VTPM_CONTROL_START_MASK);
+    }
+    while (!msi_landed(&w, c)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+
+    /* QEMU answers */
+    qtest_qmp_assert_success(w.qts, "{ 'execute': 'query-status' }");
+
+    if (c->target == MSI_AT_SLOT_POWER_OFF) {
+        /* The card is gone, and its TPM with it */
+        g_assert_cmphex(qpci_config_readl(w.card, PCI_VENDOR_ID), ==,
+                        0xffffffff);
+        tpm_cmd_assert_query_tpm_none(w.qts);
+        msi_world_free(&w);
+        return;
+    }
+
+    /* The card answers again once the guest sets it up again */
+    if (w.bridge) {
+        qpci_config_writew(w.bridge, PCI_BRIDGE_CONTROL, 0);
+    }
+    qpci_msix_disable(w.card);
+    qpci_config_writel(w.card, PCI_BASE_ADDRESS_0, msi_port);
+    qpci_device_enable(w.card);
+    qtest_outl(w.qts, msi_port + A_VTPM_INT_ENABLE, 0);
+    qtest_outl(w.qts, msi_port + A_VTPM_INT_STATUS,
+               R_VTPM_INT_STATUS_COMPLETE_MASK);
+    if (vtpm_pci_state(w.qts, msi_port) == VTPM_STATE_COMPLETE) {
+        vtpm_pci_read_response(w.qts, msi_port, rsp, sizeof(rsp));
+    }
+    g_assert_cmpuint(vtpm_pci_state(w.qts, msi_port), ==, VTPM_STATE_IDLE);
+    /* After a reset the TPM is new; otherwise the Startup above ran */
+    msi_transfer(w.qts, startup, sizeof(startup), rsp, sizeof(rsp));
+    g_assert_true(ldl_be_p(rsp + 6) == 0 ||
+                  ldl_be_p(rsp + 6) == TPM2_RC_INITIALIZE);
+    tpm_cmd_get_random(w.qts, msi_transfer, random, sizeof(random));
+    msi_world_free(&w);
+}
+
+static void add_msi_tests(void)
+{
+    static const char *const names[] = {
+        [MSI_AT_ROOT_PORT_SBR] = "root-port-sbr",
+        [MSI_AT_BRIDGE_SBR] = "bridge-sbr",
+        [MSI_AT_SLOT_POWER_OFF] = "slot-power-off",
+        [MSI_AT_OWN_TABLE] = "own-msix-table",
+        [MSI_AT_OWN_PBA] = "own-msix-pba",
+        [MSI_AT_OWN_COMMAND] = "own-command",
+        [MSI_AT_OWN_MSIX_CONTROL] = "own-msix-control",
+    };
+    static MSICase cases[ARRAY_SIZE(names) * 4];
+    unsigned i, n = 0;
+
+    for (i = 0; i < ARRAY_SIZE(names); i++) {
+        bool bridge = msi_target_is_bridge(i);
+        unsigned mode;
+
+        if (!qtest_has_device(bridge && i == MSI_AT_BRIDGE_SBR ?
+                              "pci-bridge" : "pcie-root-port")) {
+            continue;
+        }
+        for (mode = 0; mode < 4; mode++) {
+            g_autofree char *path = NULL;
+            MSICase *c = &cases[n++];
+
+            c->target = i;
+            c->query = mode & 1;
+            c->no_poll = mode & 2;
+            path = g_strdup_printf("/vtpm-pci/fuzz/msi/%s/%s%s", names[i],
+                                   c->query ? "query" : "command",
+                                   c->no_poll ? "/poll-ns=0" : "");
+            qtest_add_data_func(path, c, test_msi_target);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -176,6 +494,7 @@ int main(int argc, char **argv)
     qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-state",
                    test_stream_interrupt_state);
     qtest_add_func("/vtpm-pci/fuzz/stream-buffer", test_stream_buffer);
+    add_msi_tests();
     ret = g_test_run();
     g_rmdir(tmp_dir);
     g_free(tmp_dir);

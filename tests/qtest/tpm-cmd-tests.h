@@ -19,6 +19,7 @@
 #define TPM2_RC_SUCCESS         0x000
 #define TPM2_RC_INITIALIZE      0x100
 #define TPM2_RC_CANCELED        0x909
+#define TPM2_TRANSIENT_FIRST    0x80000000
 #define TPM_TAG_RSP_COMMAND     0x00c4
 
 size_t tpm_cmd_transfer(QTestState *s, tx_func *tx,
@@ -56,5 +57,43 @@ void tpm_cmd_assert_qemu_refuses(const char *args, const char *message);
 /* TPM2_CreatePrimary of an RSA-2048 storage key: a command that is slow */
 extern const uint8_t tpm2_create_primary_rsa2048[];
 extern const size_t tpm2_create_primary_rsa2048_size;
+
+/*
+ * The longest a guest access to a TPM interface may take while a command
+ * runs.  An access that waited for the command would hold the BQL, and
+ * stall every vCPU and the monitor, for as long as the command runs: for
+ * an RSA key's generation, a tenth of a second to over a second.  One
+ * that does not wait takes the qtest round trip and the access itself,
+ * tens of microseconds, plus the frontend's poll time where it polls
+ * (vtpm-pci's poll-ns: 50 us by default, 1 ms at most), plus what the
+ * host's scheduler adds to the test's and QEMU's turns on a busy 2-CPU
+ * machine, up to a scheduling period (12 to 24 ms) for each.
+ */
+#define TPM_CMD_ACCESS_MAX_US   50000
+
+/*
+ * A guest access of a TPM interface's, by name; one that takes or drops
+ * a response (a read of the FIFO, an abort) when the command has just
+ * completed consumes it
+ */
+typedef struct TPMCmdAccess {
+    const char *name;
+    void (*access)(QTestState *s);
+    bool consumes;
+} TPMCmdAccess;
+
+/* How to drive a TPM interface one register access at a time */
+typedef struct TPMCmdNoWait {
+    tx_func *tx;
+    /* Start a command, and return while it executes */
+    void (*start)(QTestState *s, const uint8_t *cmd, size_t len);
+    bool (*executing)(QTestState *s);
+    /* Wait for the response and read what is left of it, into @rsp */
+    void (*finish)(QTestState *s, uint8_t *rsp, size_t size);
+    const TPMCmdAccess *accesses;
+    size_t n_accesses;
+} TPMCmdNoWait;
+
+void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw);
 
 #endif /* TESTS_TPM_CMD_TESTS_H */

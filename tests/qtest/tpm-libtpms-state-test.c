@@ -663,6 +663,78 @@ static void test_storage_error(void)
     qtest_quit(s);
 }
 
+/* The lines of a file */
+static unsigned count_lines(const char *path)
+{
+    g_autofree char *text = NULL;
+    unsigned n = 0;
+    char *p;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    for (p = text; *p; p++) {
+        n += *p == '\n';
+    }
+    return n;
+}
+
+/*
+ * With the state file beyond writing, a guest that sends commands and
+ * resets the machine as fast as it can gets one report into the host's
+ * log for each thing that went wrong, not one per command or per reset:
+ * the log has as many lines after a hundred rounds as after five.
+ */
+static void test_storage_error_log(void)
+{
+    g_autofree char *dir = state_path("readonly-log");
+    g_autofree char *path = g_build_filename(dir, "tpm", NULL);
+    g_autofree char *log = g_build_filename(tmp_dir, "readonly.log", NULL);
+    g_autofree char *redirect = g_strdup_printf("2>%s", log);
+    unsigned round, lines = 0;
+    uint8_t rsp[64], random[8];
+    QTestState *s;
+    Cmd c;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    s = start_on(path, redirect);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    if (!set_immutable(dir, true)) {
+        g_test_skip("cannot make a directory immutable here");
+        qtest_quit(s);
+        return;
+    }
+
+    for (round = 1; round <= 100; round++) {
+        /*
+         * A start, a command that writes the state, one that does not, a
+         * reset: whatever fails, the guest goes on
+         */
+        tpm_startup(s, TPM2_SU_CLEAR);
+        nv_write_cmd(&c, NV_DATA_INDEX, "lost!!!!");
+        g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=,
+                        TPM2_RC_SUCCESS);
+        cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x17b);      /* GetRandom */
+        put16(&c, 8);
+        cmd_send(s, &c, rsp, sizeof(rsp));
+        /* As the guest resets the machine: the reset control register */
+        qtest_outb(s, 0xcf9, 0x06);
+        qtest_qmp_eventwait(s, "RESET");
+        if (round == 5) {
+            lines = count_lines(log);
+            g_assert_cmpuint(lines, >, 0);
+        }
+    }
+    g_assert_cmpuint(count_lines(log), ==, lines);
+
+    /* The disk is back: the TPM starts at the next reset, and says so */
+    g_assert_true(set_immutable(dir, false));
+    qtest_system_reset(s);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
+    g_assert_cmpuint(count_lines(log), >, lines);
+    qtest_quit(s);
+}
+
 /* Migration: source and destination each with their own state file */
 
 static char *mig_uri(void)
@@ -1311,6 +1383,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/snapshot", test_snapshot);
     qtest_add_func("/tpm-libtpms/state/refused-state", test_refused_state);
     qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
+    qtest_add_func("/tpm-libtpms/state/storage-error-log",
+                   test_storage_error_log);
     qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
     qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);
     qtest_add_func("/tpm-libtpms/migrate/counter", test_migrate_counter);

@@ -13,6 +13,7 @@
 #include "qemu/osdep.h"
 
 #include <glib/gstdio.h>
+#include "qemu/bswap.h"
 #include "hw/acpi/tpm.h"
 #include "libqtest.h"
 #include "tpm-cmd-tests.h"
@@ -123,6 +124,176 @@ static void test_migrate(const void *data)
     g_rmdir(dir);
 }
 
+/*
+ * Guest accesses while a long command runs.  The TIS runs it at locality
+ * 3, so that the write to STS that resets the TPM's established flag
+ * reaches the backend.
+ */
+#define TIS_LOCTY               3
+#define TIS_STS(l)              TIS_REG(l, TPM_TIS_REG_STS)
+#define TIS_ACCESS(l)           TIS_REG(l, TPM_TIS_REG_ACCESS)
+#define CRB_REG(r)              (TPM_CRB_ADDR_BASE + (r))
+
+static void tis_start(QTestState *s, const uint8_t *cmd, size_t len)
+{
+    size_t i;
+
+    qtest_writeb(s, TIS_ACCESS(TIS_LOCTY), TPM_TIS_ACCESS_REQUEST_USE);
+    g_assert_true(qtest_readb(s, TIS_ACCESS(TIS_LOCTY)) &
+                  TPM_TIS_ACCESS_ACTIVE_LOCALITY);
+    /*
+     * Twice: the first takes the locality from idle to ready, the second
+     * empties the FIFO, which the TIS shares between localities and
+     * tpm_tis_transfer() at locality 0 left holding its last response
+     */
+    qtest_writel(s, TIS_STS(TIS_LOCTY), TPM_TIS_STS_COMMAND_READY);
+    qtest_writel(s, TIS_STS(TIS_LOCTY), TPM_TIS_STS_COMMAND_READY);
+    for (i = 0; i < len; i++) {
+        qtest_writeb(s, TIS_REG(TIS_LOCTY, TPM_TIS_REG_DATA_FIFO), cmd[i]);
+    }
+    qtest_writeb(s, TIS_STS(TIS_LOCTY), TPM_TIS_STS_TPM_GO);
+}
+
+static bool tis_executing(QTestState *s)
+{
+    return !(qtest_readl(s, TIS_STS(TIS_LOCTY)) & TPM_TIS_STS_DATA_AVAILABLE);
+}
+
+static void tis_finish(QTestState *s, uint8_t *rsp, size_t size)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    size_t i;
+
+    while (tis_executing(s)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+    for (i = 0; i < size && (qtest_readl(s, TIS_STS(TIS_LOCTY)) &
+                             TPM_TIS_STS_DATA_AVAILABLE); i++) {
+        rsp[i] = qtest_readb(s, TIS_REG(TIS_LOCTY, TPM_TIS_REG_DATA_FIFO));
+    }
+    qtest_writel(s, TIS_STS(TIS_LOCTY), TPM_TIS_STS_COMMAND_READY);
+    qtest_writeb(s, TIS_ACCESS(TIS_LOCTY), TPM_TIS_ACCESS_ACTIVE_LOCALITY);
+}
+
+static void tis_read_sts(QTestState *s)
+{
+    qtest_readl(s, TIS_STS(TIS_LOCTY));
+}
+
+static void tis_reset_established(QTestState *s)
+{
+    qtest_writel(s, TIS_STS(TIS_LOCTY), TPM_TIS_STS_RESET_ESTABLISHMENT_BIT);
+}
+
+static void tis_read_access(QTestState *s)
+{
+    qtest_readb(s, TIS_ACCESS(TIS_LOCTY));
+}
+
+static void tis_request_locality_0(QTestState *s)
+{
+    qtest_writeb(s, TIS_ACCESS(0), TPM_TIS_ACCESS_REQUEST_USE);
+}
+
+static void tis_read_int_status(QTestState *s)
+{
+    qtest_readl(s, TIS_REG(TIS_LOCTY, TPM_TIS_REG_INT_STATUS));
+}
+
+static void tis_read_did_vid(QTestState *s)
+{
+    qtest_readl(s, TIS_REG(0, TPM_TIS_REG_DID_VID));
+}
+
+static const TPMCmdAccess tis_accesses[] = {
+    { "STS read", tis_read_sts },
+    { "STS write, resetEstablishment", tis_reset_established },
+    { "ACCESS read", tis_read_access },
+    { "ACCESS write, requestUse of locality 0", tis_request_locality_0 },
+    { "INT_STATUS read", tis_read_int_status },
+    { "DID_VID read", tis_read_did_vid },
+};
+
+static void crb_start(QTestState *s, const uint8_t *cmd, size_t len)
+{
+    uint64_t caddr = qtest_readq(s, CRB_REG(A_CRB_CTRL_CMD_LADDR));
+
+    qtest_writeb(s, CRB_REG(A_CRB_LOC_CTRL), 1);
+    qtest_memwrite(s, caddr, cmd, len);
+    qtest_writel(s, CRB_REG(A_CRB_CTRL_START), 1);
+}
+
+static bool crb_executing(QTestState *s)
+{
+    return qtest_readl(s, CRB_REG(A_CRB_CTRL_START)) & 1;
+}
+
+static void crb_finish(QTestState *s, uint8_t *rsp, size_t size)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    uint64_t raddr = qtest_readq(s, CRB_REG(A_CRB_CTRL_RSP_ADDR));
+
+    while (crb_executing(s)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+    qtest_memread(s, raddr, rsp, size);
+}
+
+static void crb_read_loc_state(QTestState *s)
+{
+    qtest_readl(s, CRB_REG(A_CRB_LOC_STATE));
+}
+
+static void crb_request_locality(QTestState *s)
+{
+    qtest_writeb(s, CRB_REG(A_CRB_LOC_CTRL), 1);
+}
+
+static void crb_read_ctrl_sts(QTestState *s)
+{
+    qtest_readl(s, CRB_REG(A_CRB_CTRL_STS));
+}
+
+static void crb_read_ctrl_start(QTestState *s)
+{
+    qtest_readl(s, CRB_REG(A_CRB_CTRL_START));
+}
+
+static void crb_read_intf_id(QTestState *s)
+{
+    qtest_readl(s, CRB_REG(A_CRB_INTF_ID));
+}
+
+static const TPMCmdAccess crb_accesses[] = {
+    { "LOC_STATE read", crb_read_loc_state },
+    { "LOC_CTRL write, requestAccess", crb_request_locality },
+    { "CTRL_STS read", crb_read_ctrl_sts },
+    { "CTRL_START read", crb_read_ctrl_start },
+    { "INTF_ID read", crb_read_intf_id },
+};
+
+static const TPMCmdNoWait no_wait[] = {
+    { tpm_util_crb_transfer, crb_start, crb_executing, crb_finish,
+      crb_accesses, ARRAY_SIZE(crb_accesses) },
+    { tpm_tis_transfer, tis_start, tis_executing, tis_finish,
+      tis_accesses, ARRAY_SIZE(tis_accesses) },
+};
+
+/*
+ * No guest access waits for a command with the BQL held; for the TIS,
+ * that includes resetting the TPM's established flag, which the backend
+ * does after the command instead
+ */
+static void test_no_wait(const void *data)
+{
+    const TPMInterface *iface = data;
+    QTestState *s = start_qemu(iface, "");
+
+    tpm_util_startup(s, iface->tx);
+    tpm_cmd_test_no_wait(s, &no_wait[iface - interfaces]);
+    qtest_quit(s);
+}
+
 static void test_second_tpmdev(void)
 {
     tpm_cmd_assert_qemu_refuses("-machine none "
@@ -147,6 +318,7 @@ static void add_interface_tests(const TPMInterface *iface)
     g_autofree char *tpm12 = NULL;
     g_autofree char *query = NULL;
     g_autofree char *migrate = NULL;
+    g_autofree char *no_wait_path = NULL;
     size_t i;
 
     if (!qtest_has_device(iface->device)) {
@@ -168,6 +340,8 @@ static void add_interface_tests(const TPMInterface *iface)
     qtest_add_data_func(query, iface, test_query_tpm);
     migrate = g_strdup_printf("/tpm-libtpms/%s/migrate", iface->name);
     qtest_add_data_func(migrate, iface, test_migrate);
+    no_wait_path = g_strdup_printf("/tpm-libtpms/%s/no-wait", iface->name);
+    qtest_add_data_func(no_wait_path, iface, test_no_wait);
 }
 
 int main(int argc, char **argv)

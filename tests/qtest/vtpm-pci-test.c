@@ -405,6 +405,129 @@ static void test_poll_long_command(void)
     qtest_quit(s);
 }
 
+/*
+ * No register access waits for a command with the BQL held: every
+ * register, read and written (refused where the card is busy), while
+ * RSA keys are made; with polling at its default, at its longest, and
+ * off
+ */
+static uint16_t no_wait_port;
+
+static void vtpm_no_wait_start(QTestState *s, const uint8_t *cmd, size_t len)
+{
+    vtpm_pci_write_command(s, no_wait_port, cmd, len);
+    tpm_control(s, no_wait_port, R_VTPM_CONTROL_START_MASK);
+}
+
+static bool vtpm_no_wait_executing(QTestState *s)
+{
+    return vtpm_pci_state(s, no_wait_port) == VTPM_STATE_EXECUTING;
+}
+
+static void vtpm_no_wait_finish(QTestState *s, uint8_t *rsp, size_t size)
+{
+    uint32_t len;
+    size_t i;
+
+    vtpm_pci_wait_done(s, no_wait_port);
+    /* What is left of it: a DATA read may have read some, an ABORT all */
+    len = tpm_reg(s, no_wait_port, A_VTPM_RSP_SIZE);
+    for (i = 0; vtpm_pci_state(s, no_wait_port) == VTPM_STATE_COMPLETE;
+         i++) {
+        uint8_t byte = qtest_inb(s, no_wait_port + A_VTPM_DATA);
+
+        if (i < size) {
+            rsp[i] = byte;
+        }
+    }
+    g_assert_cmpuint(i, <=, len);
+}
+
+#define NO_WAIT_READ(reg)                                               \
+    static void no_wait_read_##reg(QTestState *s)                       \
+    {                                                                   \
+        qtest_inl(s, no_wait_port + A_VTPM_##reg);                      \
+    }
+#define NO_WAIT_WRITE(reg, val)                                         \
+    static void no_wait_write_##reg(QTestState *s)                      \
+    {                                                                   \
+        qtest_outl(s, no_wait_port + A_VTPM_##reg, val);                \
+    }
+
+NO_WAIT_READ(STATUS)
+NO_WAIT_READ(CMD_SIZE)
+NO_WAIT_READ(RSP_SIZE)
+NO_WAIT_READ(INT_STATUS)
+NO_WAIT_READ(ERROR)
+NO_WAIT_READ(DATA)
+NO_WAIT_WRITE(SCRATCH, 0x5a5a5a5a)
+NO_WAIT_WRITE(INT_ENABLE, 0)
+NO_WAIT_WRITE(LOCALITY, 1)
+NO_WAIT_WRITE(DATA, 0)
+
+static void no_wait_start(QTestState *s)
+{
+    tpm_control(s, no_wait_port, R_VTPM_CONTROL_START_MASK);
+}
+
+static void no_wait_query(QTestState *s)
+{
+    tpm_control(s, no_wait_port, R_VTPM_CONTROL_QUERY_MASK);
+}
+
+static void no_wait_abort(QTestState *s)
+{
+    tpm_control(s, no_wait_port, R_VTPM_CONTROL_ABORT_MASK);
+}
+
+static const TPMCmdAccess vtpm_no_wait_accesses[] = {
+    { "STATUS read", no_wait_read_STATUS },
+    { "CMD_SIZE read", no_wait_read_CMD_SIZE },
+    { "RSP_SIZE read", no_wait_read_RSP_SIZE },
+    { "INT_STATUS read", no_wait_read_INT_STATUS },
+    { "ERROR read", no_wait_read_ERROR },
+    { "DATA read", no_wait_read_DATA, true },
+    { "SCRATCH write", no_wait_write_SCRATCH },
+    { "INT_ENABLE write", no_wait_write_INT_ENABLE },
+    { "LOCALITY write", no_wait_write_LOCALITY },
+    { "DATA write", no_wait_write_DATA },
+    { "CONTROL write, START", no_wait_start },
+    { "CONTROL write, QUERY", no_wait_query },
+    { "CONTROL write, ABORT", no_wait_abort, true },
+};
+
+static const TPMCmdNoWait vtpm_no_wait = {
+    vtpm_pci_transfer, vtpm_no_wait_start, vtpm_no_wait_executing,
+    vtpm_no_wait_finish, vtpm_no_wait_accesses,
+    ARRAY_SIZE(vtpm_no_wait_accesses),
+};
+
+static void no_wait(unsigned poll_ns)
+{
+    QTestState *s = qtest_initf("-M q35 -device vtpm-pci,poll-ns=%u",
+                                poll_ns);
+
+    tpm_util_startup(s, vtpm_pci_transfer);
+    no_wait_port = vtpm_pci_port(s);
+    tpm_cmd_test_no_wait(s, &vtpm_no_wait);
+    qtest_quit(s);
+}
+
+static void test_no_wait(void)
+{
+    no_wait(VTPM_PCI_POLL_NS_DEFAULT);
+}
+
+static void test_no_wait_poll_max(void)
+{
+    no_wait(VTPM_PCI_POLL_NS_MAX);
+}
+
+static void test_no_wait_no_poll(void)
+{
+    no_wait(0);
+}
+
 static void test_poll_invalid(void)
 {
     tpm_cmd_assert_qemu_refuses("-M q35 -device vtpm-pci,poll-ns=1000001",
@@ -1378,6 +1501,9 @@ static void add_tpm_tests(void)
         { "poll/long-command", test_poll_long_command },
         { "poll/invalid", test_poll_invalid },
         { "poll/unplug-executing", test_poll_unplug_executing },
+        { "no-wait", test_no_wait },
+        { "no-wait/poll-ns=max", test_no_wait_poll_max },
+        { "no-wait/poll-ns=0", test_no_wait_no_poll },
     };
     size_t i;
 
