@@ -17,6 +17,8 @@ CONFIG_PXB=y
 CONFIG_CXL=y
 CONFIG_CXL_MEM_DEVICE=y
 CONFIG_PCIE_PORT=y
+# generic-fuzz-vtpm-pci-switch: the card behind a PCIe switch
+CONFIG_XIO3130=y
 CONFIG_TPM_CRB=y
 CONFIG_TPM_TIS_ISA=y
 CONFIG_VTPM_PCI=y

@@ -61,12 +61,23 @@ TARGETS=(
     generic-fuzz-vtpm-pci-tpm12
     generic-fuzz-tpm-crb-libtpms
     generic-fuzz-tpm-tis-libtpms
+    generic-fuzz-vtpm-pci-root-port
+    generic-fuzz-vtpm-pci-pci-bridge
+    generic-fuzz-vtpm-pci-switch
 )
 # The smoke's fixed seed, and its fuzzing runs per target past the
 # corpus; a TPM 1.2 restarts for every input, and generates an RSA key
 # in its self-test when it does; the hotplug target starts a TPM for
 # every card it plugs
 SMOKE_SEED=1
+# The longest a guest access (a qtest command) or a turn of the main loop
+# may take under the sanitizers before the input counts as a stall: a
+# reset within an access (a bridge's Secondary Bus Reset, say) restarts
+# the TPM, which took up to 100 ms here under ASan.  A hang is caught as
+# soon as it is longer; a wait for a long TPM command, when that command
+# is longer (an RSA key: 10 ms to over a second); the no-wait qtests make
+# sure of the rest
+ACCESS_LIMIT_MS=${ACCESS_LIMIT_MS:-500}
 declare -A SMOKE_RUNS=([vtpm-pci-tpm12-fuzz]=20 [generic-fuzz-vtpm-pci-tpm12]=20
     [tpm-libtpms-state-fuzz]=100 [vtpm-pci-hotplug-fuzz]=300)
 SMOKE_RUNS_DEFAULT=3000
@@ -117,10 +128,13 @@ fuzzer() {
     shift 2
 
     # Leaks are not reported, as in QEMU's own fuzzing CI: QEMU does not
-    # free everything at exit.  A hang is an input that takes a minute.
-    # Inputs up to 16 KiB: a command longer than the card's 4 KiB buffer
-    # takes more than libFuzzer's default of 4 KiB.
+    # free everything at exit.  A stall is a guest access (a qtest
+    # command) or a turn of the main loop that takes more than
+    # ACCESS_LIMIT_MS; a hang, an input that takes a minute.  Inputs up
+    # to 16 KiB: a command longer than the card's 4 KiB buffer takes more
+    # than libFuzzer's default of 4 KiB.
     { time (cd "$FUZZ_OUT" &&
+        QEMU_FUZZ_ACCESS_LIMIT_MS=$ACCESS_LIMIT_MS \
         ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
             "$FUZZ_BUILD/qemu-fuzz-x86_64" --fuzz-target="$target" \

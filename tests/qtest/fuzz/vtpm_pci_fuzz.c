@@ -204,7 +204,9 @@ static void vtpm_fuzz_wait(QTestState *s)
         if (vtpm_fuzz_state(s) != VTPM_STATE_EXECUTING) {
             return;
         }
+        fuzz_watch_begin("a turn of the main loop");
         main_loop_wait(false);
+        fuzz_watch_end();
     }
     vtpm_fuzz_fail("a command never completed");
 }
