@@ -43,16 +43,19 @@ TIMEOUT_MULTIPLIER=${TSAN_TIMEOUT_MULTIPLIER:-10}
 # (poll-ns, long commands that miss the poll, reset and unplug
 # mid-command) and without; libtpms behind tpm-crb and tpm-tis (the
 # thread pool); the state file with migration mid-command (the drain);
-# swtpm behind the card, with a command in flight at migration.  The
+# swtpm behind the card, with a command in flight at migration; the fuzz
+# reproducers, whose completions reset and unplug the card (and join the
+# backend's polling thread) from within the access that polls.  The
 # other qtests of tests.sh add no hand-off of the series': tpm-crb-test
 # and tpm-tis-test (their swtpm stand-in is a glib thread of the test
 # program, whose locks TSan does not see), the -swtpm tests (the thread
-# pool path again, with swtpm), the fuzz reproducers, the QOM tests.
+# pool path again, with swtpm), the QOM tests.
 NAMES=(
     vtpm-pci-test
     tpm-libtpms-test
     tpm-libtpms-state-test
     vtpm-pci-swtpm-test
+    fuzz-vtpm-pci-test
 )
 
 # clang-14 and its sanitizer runtimes, from bookworm

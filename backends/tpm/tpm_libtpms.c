@@ -116,6 +116,14 @@ struct TPMLibtpms {
     bool stopping;              /* stop request running in a worker */
     /* locality + 1 of a reset of the established flag yet to be done */
     int reset_established;
+    /*
+     * A restart of the TPM yet to be done (tpm_libtpms_startup_tpm()), and
+     * its parameters, written before it is set
+     */
+    bool restart;
+    size_t restart_buffer_size;
+    bool restart_no_shutdown;
+    bool started;               /* the first start was made */
 
     /* Failures reported to the host, not to be repeated while they last */
     bool start_failing;
@@ -507,21 +515,18 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
 }
 
 /*
- * Shut the TPM down if the guest did not, and terminate libtpms.  Runs
- * in a thread pool worker, as it may send a command.
+ * Shut the TPM down if the guest did not, and terminate libtpms; called
+ * with s->lock held, not in the main thread, as it may send a command.
  */
-static int tpm_libtpms_stop_worker(void *opaque)
+static void tpm_libtpms_stop_locked(TPMLibtpms *s)
 {
-    TPMLibtpms *s = opaque;
     uint8_t cmd[12], rsp[sizeof(struct tpm_resp_hdr)];
     uint32_t cmd_len;
     int64_t rc;
     Error *err = NULL;
 
-    QEMU_LOCK_GUARD(&s->lock);
-
     if (!s->running) {
-        return 0;
+        return;
     }
 
     if (s->needs_shutdown) {
@@ -552,7 +557,31 @@ static int tpm_libtpms_stop_worker(void *opaque)
     g_clear_pointer(&s->rsp, TPM_Free);
     s->rsp_size = 0;
     s->running = false;
+}
+
+static int tpm_libtpms_stop_worker(void *opaque)
+{
+    TPMLibtpms *s = opaque;
+
+    QEMU_LOCK_GUARD(&s->lock);
+    tpm_libtpms_stop_locked(s);
     return 0;
+}
+
+/*
+ * Carry out a restart tpm_libtpms_startup_tpm() left to the TPM's thread;
+ * called with s->lock held, before anything else uses the TPM
+ */
+static void tpm_libtpms_restart_locked(TPMLibtpms *s)
+{
+    if (!qatomic_xchg(&s->restart, false)) {
+        return;
+    }
+    if (s->restart_no_shutdown) {
+        s->needs_shutdown = false;
+    }
+    tpm_libtpms_stop_locked(s);
+    tpm_libtpms_start_locked(s, s->restart_buffer_size);
 }
 
 static void tpm_libtpms_stop_done(void *opaque, int ret)
@@ -567,6 +596,8 @@ static void tpm_libtpms_stop(TPMLibtpms *s)
 {
     bool running;
 
+    /* Stopped, the TPM will not be restarted as a reset asked */
+    qatomic_set(&s->restart, false);
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         running = s->running;
         /*
@@ -600,9 +631,26 @@ static int tpm_libtpms_startup_tpm(TPMBackend *tb, size_t buffer_size)
         return 0;
     }
 
-    /* Start from a fresh TPM even if the frontend did not reset us */
-    tpm_libtpms_stop(s);
+    if (s->started) {
+        /*
+         * A reset, which a guest can make as often as it likes: stopping
+         * and starting libtpms takes up to a second for a TPM 1.2, too
+         * long to hold the BQL.  The TPM's thread does it before the
+         * next command (or a migration, before the state is saved).  A
+         * TPM that fails to start then fails that command.
+         */
+        s->restart_buffer_size = buffer_size;
+        s->restart_no_shutdown = s->relock;
+        qatomic_store_release(&s->restart, true);
+        return 0;
+    }
 
+    /*
+     * The first start, as the machine is made: at once, so that a TPM
+     * that cannot start is known before the guest runs
+     */
+    s->started = true;
+    tpm_libtpms_stop(s);
     QEMU_LOCK_GUARD(&s->lock);
     return tpm_libtpms_start_locked(s, buffer_size);
 }
@@ -624,15 +672,12 @@ static void tpm_libtpms_cancel_cmd(TPMBackend *tb)
 
 static void tpm_libtpms_reset(TPMBackend *tb)
 {
-    TPMLibtpms *s = TPM_LIBTPMS(tb);
-
     /*
      * The reset waits, with the BQL held, for the command in flight, whose
      * response nobody will read: have libtpms give up on it early
      */
     tpm_libtpms_cancel_cmd(tb);
     tpm_backend_finish_sync(tb);
-    tpm_libtpms_stop(s);
 }
 
 /* Run a request; called with s->lock held */
@@ -701,7 +746,9 @@ static void tpm_libtpms_reset_established_pending(TPMLibtpms *s)
 
     /* Order our store (request or unlock) before the load of the other's */
     smp_mb();
+    /* Not with a restart to do first: the TPM's thread does both */
     while (qatomic_read(&s->reset_established) &&
+           !qatomic_read(&s->restart) &&
            qemu_mutex_trylock(&s->lock) == 0) {
         locty_plus_1 = qatomic_xchg(&s->reset_established, 0);
         if (locty_plus_1) {
@@ -713,12 +760,28 @@ static void tpm_libtpms_reset_established_pending(TPMLibtpms *s)
     }
 }
 
+/*
+ * Do what register writes and resets left to the TPM's thread, in the
+ * order they came: a restart, then a reset of the established flag
+ */
+static void tpm_libtpms_catch_up_locked(TPMLibtpms *s)
+{
+    int locty_plus_1;
+
+    tpm_libtpms_restart_locked(s);
+    locty_plus_1 = qatomic_xchg(&s->reset_established, 0);
+    if (locty_plus_1) {
+        tpm_libtpms_reset_established_locked(s, locty_plus_1 - 1);
+    }
+}
+
 static void tpm_libtpms_handle_request(TPMBackend *tb, TPMBackendCmd *cmd,
                                        Error **errp)
 {
     TPMLibtpms *s = TPM_LIBTPMS(tb);
 
     WITH_QEMU_LOCK_GUARD(&s->lock) {
+        tpm_libtpms_catch_up_locked(s);
         tpm_libtpms_run_request(s, cmd, errp);
     }
     /* Before the next command, as the guest asked for it before */
@@ -812,6 +875,8 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
     tpm_backend_finish_sync(TPM_BACKEND(s));
 
     WITH_QEMU_LOCK_GUARD(&s->lock) {
+        /* The state saved is the one the next command would see */
+        tpm_libtpms_catch_up_locked(s);
         s->mig.family = tpm_libtpms_family(s->version);
         s->mig.running = s->running;
         s->mig.needs_shutdown = s->needs_shutdown;
@@ -989,6 +1054,7 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
         goto out;
     }
     s->incoming = false;
+    s->started = true;
     trace_tpm_libtpms_load(s->mig.permanent_size, s->mig.volatile_size);
     ok = true;
 out:

@@ -15,6 +15,7 @@
 #include "libqtest.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
+#include "qapi/qapi-types-sockets.h"
 #include "libqos/pci-pc.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
@@ -203,6 +204,7 @@ typedef struct {
     MSITarget target;
     bool query;                 /* the flags query, not a command */
     bool no_poll;               /* poll-ns=0 */
+    bool swtpm;                 /* -tpmdev emulator, not the card's own */
 } MSICase;
 
 typedef struct {
@@ -213,6 +215,9 @@ typedef struct {
     QPCIBar bar0;
     uint64_t msi_addr;
     uint32_t msi_data;
+    SocketAddress *swtpm_addr;  /* swtpm's, with MSICase.swtpm */
+    GPid swtpm_pid;
+    char *swtpm_dir;            /* its state */
 } MSIWorld;
 
 /* The card's ports, for msi_transfer() */
@@ -239,9 +244,26 @@ static uint32_t msi_bdf(QPCIDevice *dev)
 /* The machine, with the card behind a bridge or on the root bus */
 static void msi_world_init(MSIWorld *w, const MSICase *c)
 {
-    const char *poll = c->no_poll ? ",poll-ns=0" : "";
+    g_autofree char *card_opts = NULL;
+    GError *error = NULL;
     QPCIDevice *host;
     uint64_t table;
+
+    w->swtpm_addr = NULL;
+    w->swtpm_dir = NULL;
+    if (c->swtpm) {
+        w->swtpm_dir = g_build_filename(tmp_dir, "swtpm", NULL);
+        g_assert_cmpint(g_mkdir(w->swtpm_dir, 0700), ==, 0);
+        g_assert_true(tpm_util_swtpm_start(w->swtpm_dir, &w->swtpm_pid,
+                                           &w->swtpm_addr, &error));
+        card_opts = g_strdup_printf(",tpmdev=dev%s -chardev socket,"
+                                    "id=chr,path=%s -tpmdev emulator,"
+                                    "id=dev,chardev=chr",
+                                    c->no_poll ? ",poll-ns=0" : "",
+                                    w->swtpm_addr->u.q_unix.path);
+    } else {
+        card_opts = g_strdup(c->no_poll ? ",poll-ns=0" : "");
+    }
 
     switch (c->target) {
     case MSI_AT_ROOT_PORT_SBR:
@@ -251,17 +273,17 @@ static void msi_world_init(MSIWorld *w, const MSICase *c)
                              "acpi-pci-hotplug-with-bridge-support=off "
                              "-device pcie-root-port,id=rp,chassis=1,"
                              "slot=1,addr=2.0 "
-                             "-device vtpm-pci,id=card,bus=rp%s", poll);
+                             "-device vtpm-pci,id=card,bus=rp%s", card_opts);
         break;
     case MSI_AT_BRIDGE_SBR:
         w->qts = qtest_initf("-M q35 -m 64 -device pci-bridge,id=br,"
                              "chassis_nr=1,addr=2.0 "
                              "-device vtpm-pci,id=card,bus=br,addr=4.0%s",
-                             poll);
+                             card_opts);
         break;
     default:
         w->qts = qtest_initf("-M q35 -m 64 -device vtpm-pci,id=card,"
-                             "addr=4.0%s", poll);
+                             "addr=4.0%s", card_opts);
         break;
     }
     w->bus = qpci_new_pc(w->qts, NULL);
@@ -349,6 +371,13 @@ static void msi_world_free(MSIWorld *w)
     g_free(w->bridge);
     qpci_free_pc(w->bus);
     qtest_quit(w->qts);
+    if (w->swtpm_addr) {
+        tpm_util_swtpm_kill(w->swtpm_pid);
+        g_unlink(w->swtpm_addr->u.q_unix.path);
+        qapi_free_SocketAddress(w->swtpm_addr);
+        tpm_util_rmdir(w->swtpm_dir);
+        g_free(w->swtpm_dir);
+    }
 }
 
 /* Has the card's interrupt been sent?  Each target shows it its way. */
@@ -397,6 +426,10 @@ static void test_msi_target(const void *opaque)
     uint8_t rsp[32], random[8];
     MSIWorld w;
 
+    if (c->swtpm && !tpm_util_swtpm_has_tpm2()) {
+        g_test_skip("swtpm not in PATH or missing --tpm2 support");
+        return;
+    }
     msi_world_init(&w, c);
 
     if (c->query) {
@@ -415,10 +448,12 @@ static void test_msi_target(const void *opaque)
     qtest_qmp_assert_success(w.qts, "{ 'execute': 'query-status' }");
 
     if (c->target == MSI_AT_SLOT_POWER_OFF) {
-        /* The card is gone, and its TPM with it */
+        /* The card is gone, and its own TPM with it */
         g_assert_cmphex(qpci_config_readl(w.card, PCI_VENDOR_ID), ==,
                         0xffffffff);
-        tpm_cmd_assert_query_tpm_none(w.qts);
+        if (!c->swtpm) {
+            tpm_cmd_assert_query_tpm_none(w.qts);
+        }
         msi_world_free(&w);
         return;
     }
@@ -456,7 +491,7 @@ static void add_msi_tests(void)
         [MSI_AT_OWN_COMMAND] = "own-command",
         [MSI_AT_OWN_MSIX_CONTROL] = "own-msix-control",
     };
-    static MSICase cases[ARRAY_SIZE(names) * 4];
+    static MSICase cases[ARRAY_SIZE(names) * 8];
     unsigned i, n = 0;
 
     for (i = 0; i < ARRAY_SIZE(names); i++) {
@@ -467,16 +502,19 @@ static void add_msi_tests(void)
                               "pci-bridge" : "pcie-root-port")) {
             continue;
         }
-        for (mode = 0; mode < 4; mode++) {
+        /* Behind a bridge, also with swtpm behind the card */
+        for (mode = 0; mode < (bridge ? 8 : 4); mode++) {
             g_autofree char *path = NULL;
             MSICase *c = &cases[n++];
 
             c->target = i;
             c->query = mode & 1;
             c->no_poll = mode & 2;
-            path = g_strdup_printf("/vtpm-pci/fuzz/msi/%s/%s%s", names[i],
+            c->swtpm = mode & 4;
+            path = g_strdup_printf("/vtpm-pci/fuzz/msi/%s/%s%s%s", names[i],
                                    c->query ? "query" : "command",
-                                   c->no_poll ? "/poll-ns=0" : "");
+                                   c->no_poll ? "/poll-ns=0" : "",
+                                   c->swtpm ? "/swtpm" : "");
             qtest_add_data_func(path, c, test_msi_target);
         }
     }

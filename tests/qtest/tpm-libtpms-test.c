@@ -294,6 +294,39 @@ static void test_no_wait(const void *data)
     qtest_quit(s);
 }
 
+/*
+ * A system reset while an RSA key is being made: the reset cancels the
+ * command, waits for it, and the TPM is new afterwards.  Prints how long
+ * the reset took, the BQL held all along.
+ */
+static void test_reset_executing(const void *data)
+{
+    const TPMInterface *iface = data;
+    const TPMCmdNoWait *nw = &no_wait[iface - interfaces];
+    QTestState *s = start_qemu(iface, "");
+    uint8_t cmd[80], rsp[64], random[8];
+    gint64 t;
+
+    tpm_util_startup(s, iface->tx);
+    memcpy(cmd, tpm2_create_primary_rsa2048,
+           tpm2_create_primary_rsa2048_size);
+    nw->start(s, cmd, tpm2_create_primary_rsa2048_size);
+    g_assert_true(nw->executing(s));
+    t = g_get_monotonic_time();
+    qtest_system_reset(s);
+    g_test_message("system_reset took %" PRId64 " us",
+                   g_get_monotonic_time() - t);
+
+    qtest_qmp_assert_success(s, "{ 'execute': 'query-status' }");
+    g_assert_false(nw->executing(s));
+    tpm_cmd_test_pcr_read_before_startup(s, iface->tx);
+    tpm_cmd_transfer(s, iface->tx, "\x80\x01\x00\x00\x00\x0c\x00\x00"
+                     "\x01\x44\x00\x00", 12, rsp, sizeof(rsp),
+                     TPM2_ST_NO_SESSIONS, TPM2_RC_SUCCESS);
+    tpm_cmd_get_random(s, iface->tx, random, sizeof(random));
+    qtest_quit(s);
+}
+
 static void test_second_tpmdev(void)
 {
     tpm_cmd_assert_qemu_refuses("-machine none "
@@ -319,6 +352,7 @@ static void add_interface_tests(const TPMInterface *iface)
     g_autofree char *query = NULL;
     g_autofree char *migrate = NULL;
     g_autofree char *no_wait_path = NULL;
+    g_autofree char *reset_path = NULL;
     size_t i;
 
     if (!qtest_has_device(iface->device)) {
@@ -342,6 +376,9 @@ static void add_interface_tests(const TPMInterface *iface)
     qtest_add_data_func(migrate, iface, test_migrate);
     no_wait_path = g_strdup_printf("/tpm-libtpms/%s/no-wait", iface->name);
     qtest_add_data_func(no_wait_path, iface, test_no_wait);
+    reset_path = g_strdup_printf("/tpm-libtpms/%s/reset-executing",
+                                 iface->name);
+    qtest_add_data_func(reset_path, iface, test_reset_executing);
 }
 
 int main(int argc, char **argv)

@@ -1258,6 +1258,23 @@ static void pinned_transfer(QTestState *s,
 }
 
 /*
+ * The bridge at BRIDGE_SLOT, set up as firmware would: bus 1 numbered,
+ * PINNED_PORT's 4 KiB forwarded to it
+ */
+static QPCIDevice *pinned_bridge_setup(QPCIBus *bus)
+{
+    QPCIDevice *bridge = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
+
+    g_assert_nonnull(bridge);
+    qpci_config_writeb(bridge, PCI_SECONDARY_BUS, 1);
+    qpci_config_writeb(bridge, PCI_SUBORDINATE_BUS, 1);
+    qpci_config_writeb(bridge, PCI_IO_BASE, PINNED_PORT >> 8);
+    qpci_config_writeb(bridge, PCI_IO_LIMIT, PINNED_PORT >> 8);
+    qpci_config_writew(bridge, PCI_COMMAND, PCI_COMMAND_IO);
+    return bridge;
+}
+
+/*
  * Behind a PCI bridge, a secondary bus reset resets the card like a
  * system reset does: BAR 0 stays pinned, the card decodes its ports
  * again, and its TPM is new (not started).
@@ -1277,15 +1294,7 @@ static void test_pinned_bridge_reset(void)
                     "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x",
                     BRIDGE_SLOT, VTPM_SLOT, PINNED_PORT);
     bus = qpci_new_pc(s, NULL);
-    bridge = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
-    g_assert_nonnull(bridge);
-
-    /* As firmware would: number bus 1, forward 0x2000-0x2fff to it */
-    qpci_config_writeb(bridge, PCI_SECONDARY_BUS, 1);
-    qpci_config_writeb(bridge, PCI_SUBORDINATE_BUS, 1);
-    qpci_config_writeb(bridge, PCI_IO_BASE, PINNED_PORT >> 8);
-    qpci_config_writeb(bridge, PCI_IO_LIMIT, PINNED_PORT >> 8);
-    qpci_config_writew(bridge, PCI_COMMAND, PCI_COMMAND_IO);
+    bridge = pinned_bridge_setup(bus);
     card = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
     g_assert_nonnull(card);
     g_assert_cmphex(qpci_config_readl(card, PCI_BASE_ADDRESS_0), ==,
@@ -1315,6 +1324,77 @@ static void test_pinned_bridge_reset(void)
     g_free(bridge);
     qpci_free_pc(bus);
     qtest_quit(s);
+}
+
+/*
+ * A Secondary Bus Reset is a guest's configuration write, and restarts
+ * the card's TPM.  The write does not wait for libtpms to stop and start
+ * again (a TPM 1.2 takes up to a second): the TPM's thread restarts it
+ * before the next command, which shows the TPM new (a second Startup
+ * would fail on a TPM that was not restarted).
+ */
+static void reset_no_wait(const char *version)
+{
+    static const uint8_t startup12[] = {
+        0x00, 0xc1, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x99,
+        0x00, 0x01,                             /* TPM_ST_CLEAR */
+    };
+    static const uint8_t startup2[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44,
+        0x00, 0x00,                             /* TPM_SU_CLEAR */
+    };
+    bool tpm12 = !strcmp(version, "1.2");
+    const uint8_t *startup = tpm12 ? startup12 : startup2;
+    gint64 longest = 0;
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge;
+    uint8_t rsp[64];
+    int i;
+
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
+                    "-tpmdev libtpms,id=t,version=%s "
+                    "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x,tpmdev=t",
+                    BRIDGE_SLOT, version, VTPM_SLOT, PINNED_PORT);
+    bus = qpci_new_pc(s, NULL);
+    bridge = pinned_bridge_setup(bus);
+
+    for (i = 0; i < 4; i++) {
+        gint64 t;
+
+        pinned_transfer(s, startup, 12, rsp, sizeof(rsp));
+        g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+
+        t = g_get_monotonic_time();
+        qpci_config_writew(bridge, PCI_BRIDGE_CONTROL,
+                           PCI_BRIDGE_CTL_BUS_RESET);
+        longest = MAX(longest, g_get_monotonic_time() - t);
+        qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, 0);
+    }
+    g_test_message("TPM %s: the longest Secondary Bus Reset took %" PRId64
+                   " us", version, longest);
+    g_assert_cmpint(longest, <=, TPM_CMD_ACCESS_MAX_US);
+
+    /* The last reset's restart, too */
+    pinned_transfer(s, startup, 12, rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
+static void test_reset_no_wait(void)
+{
+    reset_no_wait("2.0");
+}
+
+static void test_reset_no_wait_tpm12(void)
+{
+    reset_no_wait("1.2");
 }
 
 /*
@@ -1496,6 +1576,8 @@ static void add_tpm_tests(void)
         { "cancel/idle", test_cancel_idle },
         { "cancel/executing", test_cancel_executing },
         { "reset-mid-command", test_reset_mid_command },
+        { "reset-no-wait", test_reset_no_wait },
+        { "reset-no-wait/tpm-1.2", test_reset_no_wait_tpm12 },
         { "io-disabled-mid-command", test_io_disabled_mid_command },
         { "interrupts", test_interrupts },
         { "poll/long-command", test_poll_long_command },

@@ -30,7 +30,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../../build-aux/env.sh"
 
 images=$VTPM_CACHE/guest/image
-logs=$VTPM_CACHE/guest/logs
+# VTPM_E2E_LOGS: somewhere else for the serial logs, for runs side by side
+logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
 CONFIGS=(msi intx iobase swtpm tpm12 bios uefi ppi)
