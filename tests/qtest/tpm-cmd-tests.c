@@ -85,14 +85,24 @@ static size_t tpm_cmd_create_primary_salted(uint8_t *cmd, uint32_t salt)
     return len;
 }
 
+static int tpm_cmd_cmp_us(const void *a, const void *b)
+{
+    gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+
+    return x < y ? -1 : x > y;
+}
+
 /*
  * Make RSA keys through an interface, one at a time, and while each is
  * made, make the interface's guest accesses in turn, as fast as qtest
  * allows.  An access that waited for the command would return only when
  * the command is over: so each access must be seen, at least once, to
- * start and to end while the command executes.  And each is timed: none
- * may take longer than TPM_CMD_ACCESS_MAX_US.  Keys are made until one
- * took twice that, so that a wait would also have shown in the time.
+ * start and to end while the command executes.  And each is timed: 99%
+ * of them must take no longer than TPM_CMD_ACCESS_MAX_US (an access of
+ * one kind in 13 that stalled would be 7% of them), the slowest percent
+ * being left to the host's scheduler, which on a busy 2-CPU machine has
+ * held the test or QEMU back for 100 ms.  Keys are made until one took
+ * twice the bound, so that a wait would also have shown in the time.
  */
 void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
 {
@@ -100,9 +110,10 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
     uint8_t flush[14] = { 0x80, 0x01, 0x00, 0x00, 0x00, 0x0e,
                           0x00, 0x00, 0x01, 0x65 };
     g_autofree bool *within = g_new0(bool, nw->n_accesses);
+    g_autoptr(GArray) times = g_array_new(false, false, sizeof(gint64));
     uint8_t cmd[128], rsp[1024];
     const char *longest_name = NULL;
-    gint64 longest = 0, ran = 0;
+    gint64 longest = 0, ran = 0, p99;
     unsigned made = 0;
     uint32_t salt;
     size_t i;
@@ -119,6 +130,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
 
             nw->accesses[i].access(s);
             t = g_get_monotonic_time() - t;
+            g_array_append_val(times, t);
             if (t > longest) {
                 longest = t;
                 longest_name = nw->accesses[i].name;
@@ -153,7 +165,11 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
         }
         g_assert_true(within[i]);
     }
-    g_assert_cmpint(longest, <=, TPM_CMD_ACCESS_MAX_US);
+    g_array_sort(times, tpm_cmd_cmp_us);
+    p99 = g_array_index(times, gint64, times->len * 99 / 100);
+    g_test_message("%u accesses: 99%% within %" PRId64 " us, the longest "
+                   "%" PRId64 " us (%s)", made, p99, longest, longest_name);
+    g_assert_cmpint(p99, <=, TPM_CMD_ACCESS_MAX_US);
 }
 
 /* TPM2_PCR_Read of PCR 10 in the SHA-256 bank */

@@ -60,11 +60,12 @@ extern const size_t tpm2_create_primary_rsa2048_size;
 
 /*
  * The longest a guest access to a TPM interface may take while a command
- * runs.  An access that waited for the command would hold the BQL, and
- * stall every vCPU and the monitor, for as long as the command runs: for
- * an RSA key's generation, a tenth of a second to over a second.  One
- * that does not wait takes the qtest round trip and the access itself,
- * tens of microseconds, plus the frontend's poll time where it polls
+ * runs (all but the slowest percent of them: tpm_cmd_test_no_wait()).
+ * An access that waited for the command would hold the BQL, and stall
+ * every vCPU and the monitor, for as long as the command runs: for an
+ * RSA key's generation, a tenth of a second to over a second.  One that
+ * does not wait takes the qtest round trip and the access itself, tens
+ * of microseconds, plus the frontend's poll time where it polls
  * (vtpm-pci's poll-ns: 50 us by default, 1 ms at most), plus what the
  * host's scheduler adds to the test's and QEMU's turns on a busy 2-CPU
  * machine, up to a scheduling period (12 to 24 ms) for each.
