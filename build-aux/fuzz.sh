@@ -116,8 +116,16 @@ build_fuzzer() {
     link_firmware "$build"
 }
 
+# Two campaigns at once (one a core) share the build: the second waits
+# for the first's ninja, then finds the fuzzer up to date
 build() {
+    local lock
+
+    mkdir -p "$(dirname "$FUZZ_BUILD")"
+    exec {lock}> "$FUZZ_BUILD.lock"
+    flock "$lock"
     build_fuzzer "$FUZZ_BUILD" --enable-asan --enable-ubsan
+    exec {lock}>&-
 }
 
 # fuzzer TARGET LOG ARGS...: run the sanitized fuzzer on TARGET, its
