@@ -244,29 +244,43 @@ static TPM_RESULT tpm_libtpms_cb_nvram_loaddata(unsigned char **data,
 }
 
 /*
- * A state file that cannot be written fails every guest command that
- * changes the TPM's state, as often as the guest likes: tell the host
- * when writes start failing and when they work again, and trace the rest.
+ * A failure that a guest can make happen again as often as it likes is
+ * reported when a run of them starts, and when it ends (@ended), not each
+ * time; the caller traces each one.
  */
-static void tpm_libtpms_store_result(TPMLibtpms *s, Error *err)
+static void tpm_libtpms_report_run(bool *failing, Error *err,
+                                   const char *ended)
 {
     if (!err) {
-        if (s->store_failing) {
-            info_report("tpm-libtpms: the TPM's state is written again");
-            s->store_failing = false;
+        if (*failing) {
+            info_report("tpm-libtpms: %s", ended);
+            *failing = false;
         }
         return;
     }
-    trace_tpm_libtpms_store_failed(error_get_pretty(err));
-    if (!s->store_failing) {
+    if (*failing) {
+        error_free(err);
+        return;
+    }
+    error_report_err(err);
+    *failing = true;
+}
+
+/*
+ * A state file that cannot be written fails every guest command that
+ * changes the TPM's state: tell the host when writes start failing and
+ * when they work again.
+ */
+static void tpm_libtpms_store_result(TPMLibtpms *s, Error *err)
+{
+    if (err) {
+        trace_tpm_libtpms_store_failed(error_get_pretty(err));
         error_append_hint(&err, "Until it is written again, the guest's "
                           "commands that change the TPM's state fail, "
                           "and the state file keeps the state it has.\n");
-        error_report_err(err);
-        s->store_failing = true;
-    } else {
-        error_free(err);
     }
+    tpm_libtpms_report_run(&s->store_failing, err,
+                           "the TPM's state is written again");
 }
 
 static TPM_RESULT tpm_libtpms_cb_nvram_storedata(const unsigned char *data,
@@ -397,7 +411,7 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
                                    uint8_t *out, uint32_t out_len,
                                    Error **errp)
 {
-    /* libtpms reads the command in place: keep the guest's hands off */
+    /* TPMLIB_Process() takes the command as writable */
     g_autofree unsigned char *cmd = g_memdup2(in, in_len);
     uint32_t rsp_len = 0;
     TPM_RESULT res;
@@ -439,21 +453,10 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
  */
 static void tpm_libtpms_start_result(TPMLibtpms *s, Error *err)
 {
-    if (!err) {
-        if (s->start_failing) {
-            info_report("tpm-libtpms: TPM %s started",
-                        tpm_libtpms_version_str(s->version));
-            s->start_failing = false;
-        }
-        return;
+    if (err) {
+        trace_tpm_libtpms_start_failed(error_get_pretty(err));
     }
-    trace_tpm_libtpms_start_failed(error_get_pretty(err));
-    if (!s->start_failing) {
-        error_report_err(err);
-        s->start_failing = true;
-    } else {
-        error_free(err);
-    }
+    tpm_libtpms_report_run(&s->start_failing, err, "the TPM started");
 }
 
 /* Start libtpms; called with s->lock held */
@@ -673,11 +676,11 @@ static void tpm_libtpms_cancel_cmd(TPMBackend *tb)
 static void tpm_libtpms_reset(TPMBackend *tb)
 {
     /*
-     * The reset waits, with the BQL held, for the command in flight, whose
-     * response nobody will read: have libtpms give up on it early
+     * The command in flight runs on past the reset (reset_abandons), its
+     * response unread, and holds up the guest's next command and the
+     * TPM's restart: have libtpms give up on it early
      */
     tpm_libtpms_cancel_cmd(tb);
-    tpm_backend_finish_sync(tb);
 }
 
 /* Run a request; called with s->lock held */
@@ -1222,6 +1225,7 @@ static void tpm_libtpms_class_init(ObjectClass *klass, const void *data)
     tbc->create = tpm_libtpms_create_from_opts;
     tbc->startup_tpm = tpm_libtpms_startup_tpm;
     tbc->reset = tpm_libtpms_reset;
+    tbc->reset_abandons = true;
     tbc->cancel_cmd = tpm_libtpms_cancel_cmd;
     tbc->get_tpm_established_flag = tpm_libtpms_get_tpm_established_flag;
     tbc->reset_tpm_established_flag = tpm_libtpms_reset_tpm_established_flag;

@@ -892,7 +892,10 @@ static void vtpm_pci_reset_hold(Object *obj, ResetType type)
 {
     VTPMPCIState *s = VTPM_PCI(obj);
 
-    /* Waits for a command in flight, so no completion comes after this */
+    /*
+     * No completion comes after this for a command in flight: the backend
+     * waits for it, or leaves it to the TPM and drops the response
+     */
     tpm_backend_reset(s->tpmbe);
     qemu_bh_cancel(s->query_bh);
 

@@ -54,9 +54,17 @@ void tpm_cmd_assert_query_tpm(QTestState *s, const char *id,
 void tpm_cmd_assert_query_tpm_none(QTestState *s);
 void tpm_cmd_assert_qemu_refuses(const char *args, const char *message);
 
+/* TPM_Startup(TPM_ST_CLEAR) and TPM2_Startup(TPM_SU_CLEAR) */
+#define TPM_STARTUP_SIZE 12
+extern const uint8_t tpm12_startup_clear[TPM_STARTUP_SIZE];
+extern const uint8_t tpm2_startup_clear[TPM_STARTUP_SIZE];
+
 /* TPM2_CreatePrimary of an RSA-2048 storage key: a command that is slow */
 extern const uint8_t tpm2_create_primary_rsa2048[];
 extern const size_t tpm2_create_primary_rsa2048_size;
+/* TPM_CreateEndorsementKeyPair: on a new TPM 1.2, a key it cannot cancel */
+extern const uint8_t tpm12_create_ek[];
+extern const size_t tpm12_create_ek_size;
 
 /*
  * The longest a guest access to a TPM interface may take while a command
@@ -71,6 +79,26 @@ extern const size_t tpm2_create_primary_rsa2048_size;
  * machine, up to a scheduling period (12 to 24 ms) for each.
  */
 #define TPM_CMD_ACCESS_MAX_US   50000
+
+/*
+ * The longest a system reset may take from the monitor while a command
+ * runs: the machine's reset, and twice the turns of an access (the
+ * command and its RESET event).
+ */
+#define TPM_CMD_RESET_MAX_US    (2 * TPM_CMD_ACCESS_MAX_US)
+
+/*
+ * A test times a reset in this many rounds, each with a new command in
+ * flight, and takes the shortest (tpm_cmd_shortest_us()).  A reset that
+ * waited for the command would take what is left of it every time, tens
+ * of milliseconds to a second for an RSA key; the host's scheduler holds
+ * up a round now and then (by up to 600 ms, measured with the tests run
+ * two at a time and fuzzers beside them), with QEMU's reset itself under
+ * 10 ms all along.
+ */
+#define TPM_CMD_RESET_ROUNDS    3
+
+gint64 tpm_cmd_shortest_us(const gint64 *us, size_t n);
 
 /*
  * A guest access of a TPM interface's, by name; one that takes or drops

@@ -1333,18 +1333,36 @@ static void test_pinned_bridge_reset(void)
  * before the next command, which shows the TPM new (a second Startup
  * would fail on a TPM that was not restarted).
  */
+/* A pinned card with a TPM @version behind a pci-bridge */
+static QTestState *bridged_libtpms_start(const char *version,
+                                         QPCIBus **bus, QPCIDevice **bridge)
+{
+    QTestState *s;
+
+    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
+                    "-tpmdev libtpms,id=t,version=%s "
+                    "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x,tpmdev=t",
+                    BRIDGE_SLOT, version, VTPM_SLOT, PINNED_PORT);
+    *bus = qpci_new_pc(s, NULL);
+    *bridge = pinned_bridge_setup(*bus);
+    return s;
+}
+
+/* A Secondary Bus Reset of the card; returns how long its write took */
+static gint64 secondary_bus_reset(QPCIDevice *bridge)
+{
+    gint64 t = g_get_monotonic_time();
+
+    qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, PCI_BRIDGE_CTL_BUS_RESET);
+    t = g_get_monotonic_time() - t;
+    qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, 0);
+    return t;
+}
+
 static void reset_no_wait(const char *version)
 {
-    static const uint8_t startup12[] = {
-        0x00, 0xc1, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x99,
-        0x00, 0x01,                             /* TPM_ST_CLEAR */
-    };
-    static const uint8_t startup2[] = {
-        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44,
-        0x00, 0x00,                             /* TPM_SU_CLEAR */
-    };
     bool tpm12 = !strcmp(version, "1.2");
-    const uint8_t *startup = tpm12 ? startup12 : startup2;
+    const uint8_t *startup = tpm12 ? tpm12_startup_clear : tpm2_startup_clear;
     gint64 longest = 0;
     QTestState *s;
     QPCIBus *bus;
@@ -1356,31 +1374,18 @@ static void reset_no_wait(const char *version)
         g_test_skip("no pci-bridge in this QEMU");
         return;
     }
-    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
-                    "-tpmdev libtpms,id=t,version=%s "
-                    "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x,tpmdev=t",
-                    BRIDGE_SLOT, version, VTPM_SLOT, PINNED_PORT);
-    bus = qpci_new_pc(s, NULL);
-    bridge = pinned_bridge_setup(bus);
-
+    s = bridged_libtpms_start(version, &bus, &bridge);
     for (i = 0; i < 4; i++) {
-        gint64 t;
-
-        pinned_transfer(s, startup, 12, rsp, sizeof(rsp));
+        pinned_transfer(s, startup, TPM_STARTUP_SIZE, rsp, sizeof(rsp));
         g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
-
-        t = g_get_monotonic_time();
-        qpci_config_writew(bridge, PCI_BRIDGE_CONTROL,
-                           PCI_BRIDGE_CTL_BUS_RESET);
-        longest = MAX(longest, g_get_monotonic_time() - t);
-        qpci_config_writew(bridge, PCI_BRIDGE_CONTROL, 0);
+        longest = MAX(longest, secondary_bus_reset(bridge));
     }
     g_test_message("TPM %s: the longest Secondary Bus Reset took %" PRId64
                    " us", version, longest);
     g_assert_cmpint(longest, <=, TPM_CMD_ACCESS_MAX_US);
 
     /* The last reset's restart, too */
-    pinned_transfer(s, startup, 12, rsp, sizeof(rsp));
+    pinned_transfer(s, startup, TPM_STARTUP_SIZE, rsp, sizeof(rsp));
     g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
     g_free(bridge);
     qpci_free_pc(bus);
@@ -1395,6 +1400,84 @@ static void test_reset_no_wait(void)
 static void test_reset_no_wait_tpm12(void)
 {
     reset_no_wait("1.2");
+}
+
+/*
+ * Nor does a Secondary Bus Reset wait for the command in flight, an RSA
+ * key's generation: the TPM cancels it (a TPM 2.0) or finishes it (a TPM
+ * 1.2 cannot cancel it) on its own, drops its response, and restarts
+ * before it runs the guest's next command.  That command waits its turn;
+ * a second reset drops it before it runs.  What the guest reads is the
+ * response to the command it sent last, of a TPM that was restarted (a
+ * second Startup would fail otherwise).  Returns the longer reset's time.
+ */
+static gint64 reset_mid_command(const char *version)
+{
+    bool tpm12 = !strcmp(version, "1.2");
+    const uint8_t *startup = tpm12 ? tpm12_startup_clear : tpm2_startup_clear;
+    gint64 longest;
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge;
+    uint8_t rsp[64];
+
+    s = bridged_libtpms_start(version, &bus, &bridge);
+    pinned_transfer(s, startup, TPM_STARTUP_SIZE, rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+
+    /* A new TPM 1.2 has no endorsement key, and makes one */
+    if (tpm12) {
+        vtpm_pci_write_command(s, PINNED_PORT, tpm12_create_ek,
+                               tpm12_create_ek_size);
+    } else {
+        vtpm_pci_write_command(s, PINNED_PORT, tpm2_create_primary_rsa2048,
+                               tpm2_create_primary_rsa2048_size);
+    }
+    tpm_control(s, PINNED_PORT, R_VTPM_CONTROL_START_MASK);
+    g_assert_cmpuint(vtpm_pci_state(s, PINNED_PORT), ==,
+                     VTPM_STATE_EXECUTING);
+    longest = secondary_bus_reset(bridge);
+    g_assert_cmpuint(vtpm_pci_state(s, PINNED_PORT), ==, VTPM_STATE_IDLE);
+
+    vtpm_pci_write_command(s, PINNED_PORT, startup, TPM_STARTUP_SIZE);
+    tpm_control(s, PINNED_PORT, R_VTPM_CONTROL_START_MASK);
+    longest = MAX(longest, secondary_bus_reset(bridge));
+
+    pinned_transfer(s, startup, TPM_STARTUP_SIZE, rsp, sizeof(rsp));
+    g_assert_cmphex(ldl_be_p(rsp + 2), ==, TPM_RSP_HDR_SIZE);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+    return longest;
+}
+
+/* A new TPM for each round: a TPM 1.2 makes its endorsement key once */
+static void reset_mid_command_rounds(const char *version)
+{
+    gint64 us[TPM_CMD_RESET_ROUNDS];
+    size_t i;
+
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    for (i = 0; i < ARRAY_SIZE(us); i++) {
+        us[i] = reset_mid_command(version);
+    }
+    g_assert_cmpint(tpm_cmd_shortest_us(us, ARRAY_SIZE(us)), <=,
+                    TPM_CMD_ACCESS_MAX_US);
+}
+
+static void test_reset_mid_command_no_wait(void)
+{
+    reset_mid_command_rounds("2.0");
+}
+
+static void test_reset_mid_command_no_wait_tpm12(void)
+{
+    reset_mid_command_rounds("1.2");
 }
 
 /*
@@ -1578,6 +1661,9 @@ static void add_tpm_tests(void)
         { "reset-mid-command", test_reset_mid_command },
         { "reset-no-wait", test_reset_no_wait },
         { "reset-no-wait/tpm-1.2", test_reset_no_wait_tpm12 },
+        { "reset-no-wait/mid-command", test_reset_mid_command_no_wait },
+        { "reset-no-wait/mid-command/tpm-1.2",
+          test_reset_mid_command_no_wait_tpm12 },
         { "io-disabled-mid-command", test_io_disabled_mid_command },
         { "interrupts", test_interrupts },
         { "poll/long-command", test_poll_long_command },
