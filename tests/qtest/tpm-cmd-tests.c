@@ -120,18 +120,6 @@ static int tpm_cmd_cmp_us(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/*
- * Make RSA keys through an interface, one at a time, and while each is
- * made, make the interface's guest accesses in turn, as fast as qtest
- * allows.  An access that waited for the command would return only when
- * the command is over: so each access must be seen, at least once, to
- * start and to end while the command executes.  And each is timed: 99%
- * of them must take no longer than TPM_CMD_ACCESS_MAX_US (an access of
- * one kind in 13 that stalled would be 7% of them), the slowest percent
- * being left to the host's scheduler, which on a busy 2-CPU machine has
- * held the test or QEMU back for 100 ms.  Keys are made until one took
- * twice the bound, so that a wait would also have shown in the time.
- */
 /* The shortest of @n times, all of them printed */
 gint64 tpm_cmd_shortest_us(const gint64 *us, size_t n)
 {
@@ -148,6 +136,21 @@ gint64 tpm_cmd_shortest_us(const gint64 *us, size_t n)
     return shortest;
 }
 
+/*
+ * Make RSA keys through an interface, one at a time, and while each is
+ * made, make the interface's guest accesses in turn, as fast as qtest
+ * allows.  An access that waited for the command would return only when
+ * the command is over: so each access must be seen, at least once, to
+ * start and to end while the command executes.  And each is timed: 99%
+ * of them must take no longer than TPM_CMD_ACCESS_MAX_US (an access of
+ * one kind in 13 that stalled would be 7% of them), the slowest percent
+ * being left to the host's scheduler, which on a busy 2-CPU machine has
+ * held the test or QEMU back for 100 ms.  Keys are made until one took
+ * twice the bound, so that a wait would also have shown in the time, and
+ * until TPM_CMD_ACCESS_SAMPLES accesses were made, so that the slowest
+ * percent is more than the one slowest access (under TSan, a key leaves
+ * time for only 40 or so).
+ */
 void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
 {
     /* TPM2_FlushContext */
@@ -162,7 +165,8 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
     uint32_t salt;
     size_t i;
 
-    for (salt = 0; salt < 16 && ran < 2 * TPM_CMD_ACCESS_MAX_US; salt++) {
+    for (salt = 0; salt < 16 && (ran < 2 * TPM_CMD_ACCESS_MAX_US ||
+                                 made < TPM_CMD_ACCESS_SAMPLES); salt++) {
         size_t len = tpm_cmd_create_primary_salted(cmd, salt);
         gint64 start = g_get_monotonic_time();
         bool executing;
@@ -202,6 +206,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
                        longest, longest_name ?: "none");
     }
     g_assert_cmpint(ran, >=, 2 * TPM_CMD_ACCESS_MAX_US);
+    g_assert_cmpuint(made, >=, TPM_CMD_ACCESS_SAMPLES);
     for (i = 0; i < nw->n_accesses; i++) {
         if (!within[i]) {
             g_test_message("%s did not return while the command executed",

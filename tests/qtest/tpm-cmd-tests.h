@@ -80,6 +80,9 @@ extern const size_t tpm12_create_ek_size;
  */
 #define TPM_CMD_ACCESS_MAX_US   50000
 
+/* How many accesses tpm_cmd_test_no_wait() times, at least */
+#define TPM_CMD_ACCESS_SAMPLES  300
+
 /*
  * The longest a system reset may take from the monitor while a command
  * runs: the machine's reset, and twice the turns of an access (the
