@@ -35,11 +35,6 @@ size_t tpm_cmd_transfer(QTestState *s, tx_func *tx,
     return len;
 }
 
-/*
- * TPM2_CreatePrimary under the owner hierarchy (password session) of an
- * RSA-2048 restricted decryption key, AES-128-CFB: generating the key
- * takes long enough to catch the command executing.
- */
 const uint8_t tpm12_startup_clear[TPM_STARTUP_SIZE] = {
     0x00, 0xc1, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x99,
     0x00, 0x01,                                 /* TPM_ST_CLEAR */
@@ -49,6 +44,11 @@ const uint8_t tpm2_startup_clear[TPM_STARTUP_SIZE] = {
     0x00, 0x00,                                 /* TPM_SU_CLEAR */
 };
 
+/*
+ * TPM2_CreatePrimary under the owner hierarchy (password session) of an
+ * RSA-2048 restricted decryption key, AES-128-CFB: generating the key
+ * takes long enough to catch the command executing.
+ */
 const uint8_t tpm2_create_primary_rsa2048[] = {
     0x80, 0x02, 0x00, 0x00, 0x00, 0x43, 0x00, 0x00, 0x01, 0x31,
     0x40, 0x00, 0x00, 0x01,                     /* TPM_RH_OWNER */
