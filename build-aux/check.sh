@@ -80,6 +80,14 @@ grep -q '^  addr=<str>' <<< "$help" &&
     grep -q '^  tpmdev=<str> *- ID of the -tpmdev behind the card' <<< "$help"
 result "-device vtpm-pci,help lists its properties, with descriptions" $?
 
+# The sandbox qtest skips on a QEMU without seccomp (the sanitizer
+# builds); the product must have it
+"$QEMU_BIN" -M q35 -display none -nodefaults -S \
+    -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
+    -device vtpm-pci -qmp stdio <<< '{"execute": "qmp_capabilities"}
+{"execute": "quit"}' 2>&1 | grep -q '"return": {}'
+result "-sandbox on, everything denied: QEMU starts with the card" $?
+
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"
 out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |

@@ -17,6 +17,7 @@ PACKAGES=(
     build-essential ccache dpkg-dev pkg-config ninja-build python3-venv
     libglib2.0-dev libfdt-dev zlib1g-dev flex bison
     libtpms-dev
+    libseccomp-dev              # -sandbox on
     seabios ipxe-qemu qemu-system-data
     ovmf                        # UEFI, for the measured boot tests
     swtpm swtpm-tools

@@ -30,6 +30,7 @@
 #include "qapi/qapi-types-tpm.h"
 #include "block/aio-wait.h"
 #include "block/thread-pool.h"
+#include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "system/runstate.h"
 #include "system/tpm_backend.h"
@@ -95,6 +96,13 @@ struct TPMLibtpms {
         uint8_t volatile_digest[TPM_LIBTPMS_DIGEST_SIZE];
     } mig;
     bool relock;                /* gave up the file lock for a migration */
+    /*
+     * ... and could not take it back: the file may be another process's
+     * now, and the TPM fails every command until a load gives it a state
+     * and the lock again.  Read without the lock.
+     */
+    bool lost;
+    NotifierWithReturn migration_notifier;
 
     /*
      * Serialises the calls into libtpms (and its calls back into us),
@@ -701,6 +709,12 @@ static void tpm_libtpms_run_request(TPMLibtpms *s, TPMBackendCmd *cmd,
         tpm_libtpms_write_failure(s, cmd->out, cmd->out_len);
         return;
     }
+    if (qatomic_read(&s->lost)) {
+        /* Said once, when the lock was lost */
+        trace_tpm_libtpms_command_lost(ordinal);
+        tpm_libtpms_write_failure(s, cmd->out, cmd->out_len);
+        return;
+    }
 
     if (cmd->in_len < sizeof(struct tpm_req_hdr)) {
         /* Not even a header: no need to bother libtpms */
@@ -867,11 +881,63 @@ static bool tpm_libtpms_digest_ok(const uint8_t *data, uint32_t len,
     return !memcmp(actual, digest, sizeof(actual));
 }
 
+/*
+ * The running TPM's permanent and volatile states, in new buffers;
+ * called with s->lock held
+ */
+static TPM_RESULT tpm_libtpms_get_state_locked(uint8_t **permanent,
+                                               uint32_t *permanent_size,
+                                               uint8_t **volatile_state,
+                                               uint32_t *volatile_size)
+{
+    unsigned char *buf = NULL;
+    uint32_t len = 0;
+    TPM_RESULT res;
+
+    res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &buf, &len);
+    if (res != TPMLIB_SUCCESS) {
+        return res;
+    }
+    *permanent = g_memdup2(buf, len);
+    *permanent_size = len;
+    TPM_Free(buf);
+    res = TPMLIB_GetState(TPMLIB_STATE_VOLATILE, &buf, &len);
+    if (res != TPMLIB_SUCCESS) {
+        g_clear_pointer(permanent, g_free);
+        *permanent_size = 0;
+        return res;
+    }
+    *volatile_state = g_memdup2(buf, len);
+    *volatile_size = len;
+    TPM_Free(buf);
+    return TPMLIB_SUCCESS;
+}
+
+/* Start the stopped TPM from these states; called with s->lock held */
+static TPM_RESULT tpm_libtpms_set_state_locked(TPMLibtpms *s,
+                                               const uint8_t *permanent,
+                                               uint32_t permanent_size,
+                                               const uint8_t *volatile_state,
+                                               uint32_t volatile_size,
+                                               size_t buffer_size)
+{
+    TPM_RESULT res;
+
+    res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, permanent, permanent_size);
+    if (res == TPMLIB_SUCCESS) {
+        res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE, volatile_state,
+                              volatile_size);
+    }
+    if (res == TPMLIB_SUCCESS &&
+        tpm_libtpms_start_locked(s, buffer_size) < 0) {
+        res = TPM_FAIL;
+    }
+    return res;
+}
+
 static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
 {
     TPMLibtpms *s = opaque;
-    unsigned char *buf = NULL;
-    uint32_t len = 0;
     TPM_RESULT res = TPMLIB_SUCCESS;
 
     /* A command in flight finishes here, and its response migrates */
@@ -883,20 +949,11 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
         s->mig.family = tpm_libtpms_family(s->version);
         s->mig.running = s->running;
         s->mig.needs_shutdown = s->needs_shutdown;
-        if (!s->running) {
-            break;
-        }
-        res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &buf, &len);
-        if (res == TPMLIB_SUCCESS) {
-            s->mig.permanent = g_memdup2(buf, len);
-            s->mig.permanent_size = len;
-            TPM_Free(buf);
-            res = TPMLIB_GetState(TPMLIB_STATE_VOLATILE, &buf, &len);
-        }
-        if (res == TPMLIB_SUCCESS) {
-            s->mig.volatile_state = g_memdup2(buf, len);
-            s->mig.volatile_size = len;
-            TPM_Free(buf);
+        if (s->running) {
+            res = tpm_libtpms_get_state_locked(&s->mig.permanent,
+                                               &s->mig.permanent_size,
+                                               &s->mig.volatile_state,
+                                               &s->mig.volatile_size);
         }
     }
     if (res != TPMLIB_SUCCESS) {
@@ -909,8 +966,13 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
     tpm_libtpms_digest(s->mig.volatile_state, s->mig.volatile_size,
                        s->mig.volatile_digest);
 
-    /* Whoever loads this state takes the file over */
-    if (s->nv) {
+    /*
+     * Another QEMU may load this state, and take the file over: the lock
+     * goes with an outgoing migration, which saves the devices in its
+     * own thread, and not with savevm or snapshot-save (in the main
+     * loop's) or a background snapshot, which leave the TPM here
+     */
+    if (s->nv && migration_thread_is_self() && !migration_in_bg_snapshot()) {
         tpm_nvfile_unlock(s->nv);
         s->relock = true;
     }
@@ -928,21 +990,47 @@ static int tpm_libtpms_post_save(void *opaque)
     return 0;
 }
 
-/* The source carries on after a failed migration, or after savevm */
+/*
+ * Take the lock back after an outgoing migration that failed, or when
+ * the source runs again after one.  If another process holds it now,
+ * the TPM can no longer save its state: it fails every command, so that
+ * the guest knows, rather than run on and lose what it writes.
+ */
+static void tpm_libtpms_relock(TPMLibtpms *s)
+{
+    Error *err = NULL;
+
+    if (!s->relock || qatomic_read(&s->lost)) {
+        return;
+    }
+    if (tpm_nvfile_relock(s->nv, &err)) {
+        s->relock = false;
+        return;
+    }
+    qatomic_set(&s->lost, true);
+    error_prepend(&err, "tpm-libtpms: the TPM cannot save its state, and "
+                  "fails every command: ");
+    error_report_err(err);
+}
+
+static int tpm_libtpms_migration_event(NotifierWithReturn *notifier,
+                                       MigrationEvent *e, Error **errp)
+{
+    TPMLibtpms *s = container_of(notifier, TPMLibtpms, migration_notifier);
+
+    if (e->type == MIG_EVENT_PRECOPY_FAILED) {
+        tpm_libtpms_relock(s);
+    }
+    return 0;
+}
+
 static void tpm_libtpms_vm_state_change(void *opaque, bool running,
                                         RunState state)
 {
     TPMLibtpms *s = opaque;
-    Error *err = NULL;
 
-    if (!running || !s->relock) {
-        return;
-    }
-    s->relock = false;
-    if (!tpm_nvfile_relock(s->nv, &err)) {
-        /* Commands that change the TPM's state will fail */
-        error_prepend(&err, "tpm-libtpms: the TPM cannot save its state: ");
-        error_report_err(err);
+    if (running) {
+        tpm_libtpms_relock(s);
     }
 }
 
@@ -977,15 +1065,82 @@ static bool tpm_libtpms_persist(TPMLibtpms *s, Error **errp)
            tpm_nvfile_set(s->nv, "permall", permanent, errp);
 }
 
+/* The TPM before a loadvm, to go back to if the load is refused */
+typedef struct TPMLibtpmsFallback {
+    bool running;
+    bool needs_shutdown;
+    uint8_t *permanent;
+    uint32_t permanent_size;
+    uint8_t *volatile_state;
+    uint32_t volatile_size;
+} TPMLibtpmsFallback;
+
+static bool tpm_libtpms_fallback_save(TPMLibtpms *s, TPMLibtpmsFallback *old,
+                                      Error **errp)
+{
+    TPM_RESULT res = TPMLIB_SUCCESS;
+
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        tpm_libtpms_catch_up_locked(s);
+        old->running = s->running;
+        old->needs_shutdown = s->needs_shutdown;
+        if (s->running) {
+            res = tpm_libtpms_get_state_locked(&old->permanent,
+                                               &old->permanent_size,
+                                               &old->volatile_state,
+                                               &old->volatile_size);
+        }
+    }
+    if (res != TPMLIB_SUCCESS) {
+        error_setg(errp, "tpm-libtpms: cannot keep the TPM's state to fall "
+                   "back to: 0x%x", res);
+        return false;
+    }
+    return true;
+}
+
+/* Put the TPM back as it was before a refused loadvm */
+static void tpm_libtpms_fallback_restore(TPMLibtpms *s,
+                                         TPMLibtpmsFallback *old)
+{
+    TPM_RESULT res = TPMLIB_SUCCESS;
+
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        s->needs_shutdown = false;
+    }
+    tpm_libtpms_stop(s);
+    if (!old->running) {
+        return;
+    }
+    WITH_QEMU_LOCK_GUARD(&s->lock) {
+        res = tpm_libtpms_set_state_locked(s, old->permanent,
+                                           old->permanent_size,
+                                           old->volatile_state,
+                                           old->volatile_size, 0);
+        s->needs_shutdown = old->needs_shutdown;
+    }
+    if (res != TPMLIB_SUCCESS) {
+        /* libtpms refused a state it gave: commands fail, QEMU stays up */
+        error_report("tpm-libtpms: the TPM could not go back to its state "
+                     "before the refused load: 0x%x", res);
+    }
+}
+
 static bool tpm_libtpms_post_load(void *opaque, int version_id,
                                   Error **errp)
 {
     TPMLibtpms *s = opaque;
+    TPMLibtpmsFallback old = { 0 };
     TPM_RESULT res = TPMLIB_SUCCESS;
     bool incoming = s->incoming;
     size_t buffer_size = incoming ? s->incoming_buffer_size : 0;
     bool ok = false;
 
+    if (s->mig.family != 1 && s->mig.family != 2) {
+        error_setg(errp, "tpm-libtpms: the incoming state is of an unknown "
+                   "TPM family, %" PRIu32, s->mig.family);
+        goto out;
+    }
     if (s->mig.family != tpm_libtpms_family(s->version)) {
         error_setg(errp, "tpm-libtpms: the incoming state is of a TPM %s, "
                    "this one is a TPM %s",
@@ -1004,6 +1159,11 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
         goto out;
     }
 
+    /* loadvm: the TPM as it is, should the stream's be refused */
+    if (!incoming && !tpm_libtpms_fallback_save(s, &old, errp)) {
+        goto out;
+    }
+
     /* loadvm: the running TPM's state is discarded, not shut down */
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         s->needs_shutdown = false;
@@ -1016,23 +1176,17 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
     }
     if (s->mig.running) {
         WITH_QEMU_LOCK_GUARD(&s->lock) {
-            res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, s->mig.permanent,
-                                  s->mig.permanent_size);
-            if (res == TPMLIB_SUCCESS) {
-                res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE,
-                                      s->mig.volatile_state,
-                                      s->mig.volatile_size);
-            }
-            if (res == TPMLIB_SUCCESS &&
-                tpm_libtpms_start_locked(s, buffer_size) < 0) {
-                res = TPM_FAIL;
-            }
+            res = tpm_libtpms_set_state_locked(s, s->mig.permanent,
+                                               s->mig.permanent_size,
+                                               s->mig.volatile_state,
+                                               s->mig.volatile_size,
+                                               buffer_size);
             s->needs_shutdown = s->mig.needs_shutdown;
         }
         if (res != TPMLIB_SUCCESS) {
             error_setg(errp, "tpm-libtpms: libtpms refused the incoming TPM "
                        "state: 0x%x", res);
-            goto out;
+            goto refused;
         }
     }
 
@@ -1042,25 +1196,34 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
         s->nv = tpm_nvfile_open(s->path, s->mig.family, true, errp);
         if (!s->nv) {
             s->nv = mem;
-            goto out;
+            goto refused;
         }
         tpm_nvfile_close(mem);
     }
     if (s->relock) {
-        /* loadvm after savevm, with the VM not resumed in between */
-        s->relock = false;
+        /* loadvm after an outgoing migration, with the VM not resumed */
         if (!tpm_nvfile_relock(s->nv, errp)) {
-            goto out;
+            goto refused;
         }
+        s->relock = false;
     }
     if (s->mig.running && !tpm_libtpms_persist(s, errp)) {
-        goto out;
+        goto refused;
     }
     s->incoming = false;
     s->started = true;
+    qatomic_set(&s->lost, false);
     trace_tpm_libtpms_load(s->mig.permanent_size, s->mig.volatile_size);
     ok = true;
+    goto out;
+
+refused:
+    if (!incoming) {
+        tpm_libtpms_fallback_restore(s, &old);
+    }
 out:
+    g_free(old.permanent);
+    g_free(old.volatile_state);
     tpm_libtpms_post_save(s);
     return ok;
 }
@@ -1135,6 +1298,8 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
     vmstate_register_any(NULL, &vmstate_tpm_libtpms, s);
     s->vmse = qemu_add_vm_change_state_handler(tpm_libtpms_vm_state_change,
                                                s);
+    migration_add_notifier(&s->migration_notifier,
+                           tpm_libtpms_migration_event);
     tpm_libtpms = s;
 
     return TPM_BACKEND(s);
@@ -1193,6 +1358,7 @@ static void tpm_libtpms_inst_finalize(Object *obj)
         tpm_libtpms = NULL;
         vmstate_unregister(NULL, &vmstate_tpm_libtpms, s);
         qemu_del_vm_change_state_handler(s->vmse);
+        migration_remove_notifier(&s->migration_notifier);
     }
     tpm_nvfile_close(s->nv);
     tpm_libtpms_post_save(s);

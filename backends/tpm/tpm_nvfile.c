@@ -180,12 +180,56 @@ static bool tpm_nvfile_parse(TPMNVFile *f, const uint8_t *img, size_t size,
     return true;
 }
 
+/*
+ * Open @path, never through a symbolic link, and only if it is a regular
+ * file, which @st then describes: the state and its lock are the TPM's
+ * secrets and its owner's, and a link or a device in their place would
+ * turn QEMU's reads and writes elsewhere.  Non-blocking, so that a FIFO
+ * is refused rather than waited on.  @what names the file in messages.
+ * Returns -ENOENT, with no error set, when @path does not exist and
+ * @flags does not create it; -1 on other errors.
+ */
+static int tpm_nvfile_open_regular(const char *path, int flags,
+                                   const char *what, struct stat *st,
+                                   Error **errp)
+{
+    int fd;
+
+    fd = qemu_open_old(path, flags | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        if (errno == ENOENT && !(flags & O_CREAT)) {
+            return -ENOENT;
+        }
+        if (errno == ELOOP) {
+            error_setg(errp, "%s '%s' is a symbolic link", what, path);
+        } else if (errno == EISDIR) {
+            error_setg(errp, "%s '%s' is a directory", what, path);
+        } else {
+            error_setg_errno(errp, errno, "cannot open %s '%s'", what, path);
+        }
+        return -1;
+    }
+    if (fstat(fd, st) < 0) {
+        error_setg_errno(errp, errno, "cannot stat %s '%s'", what, path);
+    } else if (S_ISDIR(st->st_mode)) {
+        error_setg(errp, "%s '%s' is a directory", what, path);
+    } else if (!S_ISREG(st->st_mode)) {
+        error_setg(errp, "%s '%s' is not a regular file", what, path);
+    } else if (qemu_set_blocking(fd, true, errp)) {
+        return fd;
+    }
+    qemu_close(fd);
+    return -1;
+}
+
 static bool tpm_nvfile_lock(TPMNVFile *f, Error **errp)
 {
     g_autofree char *lock_path = g_strdup_printf("%s.lock", f->path);
+    struct stat st;
     int ret;
 
-    f->lock_fd = qemu_create(lock_path, O_RDWR, 0600, errp);
+    f->lock_fd = tpm_nvfile_open_regular(lock_path, O_RDWR | O_CREAT,
+                                         "TPM state lock file", &st, errp);
     if (f->lock_fd < 0) {
         error_prepend(errp, "cannot lock TPM state file '%s': ", f->path);
         return false;
@@ -202,41 +246,48 @@ static bool tpm_nvfile_lock(TPMNVFile *f, Error **errp)
     return true;
 }
 
+/* Load the blobs of the file at f->path, checked on the descriptor read */
 static bool tpm_nvfile_load(TPMNVFile *f, Error **errp)
 {
-    g_autofree char *img = NULL;
-    g_autoptr(GError) gerr = NULL;
+    g_autofree uint8_t *img = NULL;
     struct stat st;
-    gsize size;
+    ssize_t len, n;
+    bool ok = false;
+    int fd;
 
-    if (stat(f->path, &st) < 0) {
-        if (errno == ENOENT) {
-            /* The user asked for a new TPM: libtpms manufactures one */
-            return true;
-        }
-        error_setg_errno(errp, errno, "cannot read TPM state file '%s'",
-                         f->path);
-        return false;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        error_setg(errp, "TPM state file '%s' is a directory", f->path);
-        return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        error_setg(errp, "TPM state file '%s' is not a regular file",
-                   f->path);
-        return false;
+    fd = tpm_nvfile_open_regular(f->path, O_RDONLY, "TPM state file", &st,
+                                 errp);
+    if (fd < 0) {
+        /* None: the user asked for a new TPM, which libtpms manufactures */
+        return fd == -ENOENT;
     }
     if (st.st_size > TPM_NVFILE_MAX_SIZE) {
         error_setg(errp, "TPM state file '%s' is too large to be a TPM "
                    "state: %" PRId64 " bytes", f->path, (int64_t)st.st_size);
-        return false;
+        goto out;
     }
-    if (!g_file_get_contents(f->path, &img, &size, &gerr)) {
-        error_setg(errp, "cannot read TPM state file: %s", gerr->message);
-        return false;
+    /* One byte more than its size: a file that grew since is refused */
+    img = g_malloc(st.st_size + 1);
+    for (len = 0; len <= st.st_size; len += n) {
+        n = RETRY_ON_EINTR(read(fd, img + len, st.st_size + 1 - len));
+        if (n < 0) {
+            error_setg_errno(errp, errno, "cannot read TPM state file '%s'",
+                             f->path);
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
     }
-    return tpm_nvfile_parse(f, (uint8_t *)img, size, errp);
+    if (len != st.st_size) {
+        error_setg(errp, "TPM state file '%s' changed while it was read",
+                   f->path);
+        goto out;
+    }
+    ok = tpm_nvfile_parse(f, img, len, errp);
+out:
+    qemu_close(fd);
+    return ok;
 }
 
 TPMNVFile *tpm_nvfile_open(const char *path, uint32_t tpm_family,
@@ -296,6 +347,45 @@ GBytes *tpm_nvfile_get(TPMNVFile *f, const char *name)
     return blob ? g_bytes_ref(blob) : NULL;
 }
 
+/*
+ * Give the new file @fd the owner, group and mode of the file it is to
+ * replace, if there is one: an administrator's choice survives rewrites
+ */
+static bool tpm_nvfile_keep_attrs(TPMNVFile *f, int fd, Error **errp)
+{
+    struct stat old, new;
+
+    if (lstat(f->path, &old) < 0) {
+        if (errno == ENOENT) {
+            return true;
+        }
+        error_setg_errno(errp, errno, "cannot stat TPM state file '%s'",
+                         f->path);
+        return false;
+    }
+    if (fstat(fd, &new) < 0) {
+        error_setg_errno(errp, errno, "cannot stat a new TPM state file");
+        return false;
+    }
+    if (!S_ISREG(old.st_mode)) {
+        error_setg(errp, "TPM state file '%s' is no longer a regular file; "
+                   "not replacing it", f->path);
+        return false;
+    }
+    if ((old.st_uid != new.st_uid || old.st_gid != new.st_gid) &&
+        fchown(fd, old.st_uid, old.st_gid) < 0) {
+        error_setg_errno(errp, errno, "cannot give the new TPM state file "
+                         "the owner and group of '%s'", f->path);
+        return false;
+    }
+    if (fchmod(fd, old.st_mode & 0777) < 0) {
+        error_setg_errno(errp, errno, "cannot give the new TPM state file "
+                         "the mode of '%s'", f->path);
+        return false;
+    }
+    return true;
+}
+
 /* Replace the file with @img, atomically and durably */
 static bool tpm_nvfile_write(TPMNVFile *f, GByteArray *img, Error **errp)
 {
@@ -309,14 +399,19 @@ static bool tpm_nvfile_write(TPMNVFile *f, GByteArray *img, Error **errp)
                          "state file '%s'", f->path);
         return false;
     }
-    if (qemu_write_full(fd, img->data, img->len) != img->len ||
-        qemu_fdatasync(fd) < 0) {
-        error_setg_errno(errp, errno, "cannot write TPM state to '%s'", tmp);
-        close(fd);
+    if (!tpm_nvfile_keep_attrs(f, fd, errp)) {
+        qemu_close(fd);
         unlink(tmp);
         return false;
     }
-    close(fd);
+    if (qemu_write_full(fd, img->data, img->len) != img->len ||
+        qemu_fdatasync(fd) < 0) {
+        error_setg_errno(errp, errno, "cannot write TPM state to '%s'", tmp);
+        qemu_close(fd);
+        unlink(tmp);
+        return false;
+    }
+    qemu_close(fd);
     if (rename(tmp, f->path) < 0) {
         error_setg_errno(errp, errno, "cannot replace TPM state file '%s'",
                          f->path);

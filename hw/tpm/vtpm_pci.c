@@ -79,7 +79,29 @@ struct VTPMPCIState {
 
     /* Not migrated: derived from the state above */
     bool irq_level;
-    uint32_t data_len;          /* bytes of buf in the migration stream */
+
+    /*
+     * The registers and buffer as the migration stream has them.  A load
+     * fills these, and the card takes them only once they agree with
+     * each other and with the PCI state loaded before them: a refused
+     * stream leaves every register and the buffer as they were.
+     */
+    struct {
+        uint32_t state;
+        uint32_t error;
+        uint32_t scratch;
+        uint32_t locality;
+        uint32_t int_enable;
+        uint32_t int_status;
+        uint32_t cmd_len;
+        bool overflow;
+        uint32_t rsp_len;
+        uint32_t rsp_pos;
+        uint32_t flags;
+        uint32_t data_len;      /* bytes of buf in the stream */
+        uint8_t *buf;           /* buf when saving, load_buf when loading */
+    } mig;
+    uint8_t *load_buf;
 
     uint64_t commands;          /* guest commands started: a statistic */
 };
@@ -368,7 +390,7 @@ static void vtpm_pci_start(VTPMPCIState *s)
         return;
     }
 
-    if (s->overflow) {
+    if (s->overflow || s->cmd_len > s->buffer_size) {
         vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
                         "START of a command longer than the buffer");
     } else if (s->cmd_len < TPM_HEADER_SIZE) {
@@ -443,7 +465,7 @@ static uint32_t vtpm_pci_data_read(VTPMPCIState *s, unsigned size)
     for (i = 0; i < size; i++) {
         uint8_t byte = 0xff;
 
-        if (s->rsp_pos < s->rsp_len) {
+        if (s->rsp_pos < MIN(s->rsp_len, s->buffer_size)) {
             byte = s->buf[s->rsp_pos++];
         } else if (s->error != VTPM_ERR_UNDERRUN) {
             vtpm_pci_refuse(s, VTPM_ERR_UNDERRUN,
@@ -451,7 +473,7 @@ static uint32_t vtpm_pci_data_read(VTPMPCIState *s, unsigned size)
         }
         val |= byte << (i * 8);
     }
-    if (s->rsp_pos == s->rsp_len) {
+    if (s->rsp_pos >= s->rsp_len) {
         /* All of it read: ready for the next command */
         vtpm_pci_set_state(s, VTPM_STATE_IDLE);
     }
@@ -851,6 +873,7 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
                          VTPM_PCI_BUFFER_MAX);
     s->buf = g_malloc0(VTPM_PCI_BUFFER_MAX);
+    s->load_buf = g_malloc(VTPM_PCI_BUFFER_MAX);
 
     memory_region_init_io(&s->io, OBJECT(s), &vtpm_pci_io_ops, s,
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
@@ -879,6 +902,7 @@ static void vtpm_pci_exit(PCIDevice *pci_dev)
     msix_uninit_exclusive_bar(pci_dev);
     vtpm_pci_unpin(s);
     g_free(s->buf);
+    g_free(s->load_buf);
 
     /* Let the TPM go: a -tpmdev one to the next card, our own for good */
     tpm_backend_deinit(s->tpmbe);
@@ -950,8 +974,34 @@ static int vtpm_pci_pre_save(void *opaque)
 
     /* Let a command in flight finish: its response migrates instead */
     vtpm_pci_drain(s);
-    s->data_len = s->state == VTPM_STATE_RECEIVING ? s->cmd_len :
-                  s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
+    s->mig.state = s->state;
+    s->mig.error = s->error;
+    s->mig.scratch = s->scratch;
+    s->mig.locality = s->locality;
+    s->mig.int_enable = s->int_enable;
+    s->mig.int_status = s->int_status;
+    s->mig.cmd_len = s->cmd_len;
+    s->mig.overflow = s->overflow;
+    s->mig.rsp_len = s->rsp_len;
+    s->mig.rsp_pos = s->rsp_pos;
+    s->mig.flags = s->flags;
+    s->mig.data_len = s->state == VTPM_STATE_RECEIVING ? s->cmd_len :
+                      s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
+    s->mig.data_len = MIN(s->mig.data_len, s->buffer_size);
+    s->mig.buf = s->buf;
+    return 0;
+}
+
+static int vtpm_pci_pre_load(void *opaque)
+{
+    VTPMPCIState *s = opaque;
+
+    /*
+     * loadvm over a running card: the command in flight ends before the
+     * stream arrives, so that its response cannot land on top of it
+     */
+    vtpm_pci_drain(s);
+    s->mig.buf = s->load_buf;
     return 0;
 }
 
@@ -959,12 +1009,12 @@ static bool vtpm_pci_data_len_valid(void *opaque, int version_id)
 {
     VTPMPCIState *s = opaque;
 
-    return s->data_len <= s->buffer_size;
+    return s->mig.data_len <= s->buffer_size;
 }
 
-static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
+/* Does the stream's card, staged in s->mig, make sense as a whole? */
+static bool vtpm_pci_load_check(VTPMPCIState *s, Error **errp)
 {
-    VTPMPCIState *s = opaque;
     PCIDevice *pci_dev = PCI_DEVICE(s);
 
     /* The PCI core loads the pin as it comes, and asserts on a bad one */
@@ -980,33 +1030,76 @@ static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
      */
     if ((pci_dev->irq_state & ~1) ||
         ((pci_dev->irq_state & 1) &&
-         (!(s->int_status & s->int_enable) || msix_enabled(pci_dev)))) {
+         (!(s->mig.int_status & s->mig.int_enable) ||
+          msix_enabled(pci_dev)))) {
         error_setg(errp, "vtpm-pci: the migration stream's interrupt line "
                    "disagrees with the card's interrupt registers");
         return false;
     }
-    if (s->state > VTPM_STATE_COMPLETE || s->state == VTPM_STATE_EXECUTING ||
-        s->cmd_len > s->buffer_size || s->rsp_len > s->buffer_size ||
-        s->rsp_pos > s->rsp_len || s->locality > VTPM_PCI_LOCALITY_MAX ||
-        (s->flags & ~(R_VTPM_STATUS_FLAGS_VALID_MASK |
-                      R_VTPM_STATUS_ENABLED_MASK |
-                      R_VTPM_STATUS_ACTIVATED_MASK |
-                      R_VTPM_STATUS_OWNED_MASK)) ||
-        s->error > VTPM_ERR_VALUE) {
+    if (s->mig.state > VTPM_STATE_COMPLETE ||
+        s->mig.state == VTPM_STATE_EXECUTING ||
+        s->mig.cmd_len > s->buffer_size || s->mig.rsp_len > s->buffer_size ||
+        s->mig.rsp_pos > s->mig.rsp_len ||
+        s->mig.locality > VTPM_PCI_LOCALITY_MAX ||
+        (s->mig.flags & ~(R_VTPM_STATUS_FLAGS_VALID_MASK |
+                          R_VTPM_STATUS_ENABLED_MASK |
+                          R_VTPM_STATUS_ACTIVATED_MASK |
+                          R_VTPM_STATUS_OWNED_MASK)) ||
+        s->mig.error > VTPM_ERR_VALUE ||
+        (s->mig.int_enable & ~R_VTPM_INT_ENABLE_COMPLETE_MASK) ||
+        (s->mig.int_status & ~R_VTPM_INT_STATUS_COMPLETE_MASK)) {
         error_setg(errp, "vtpm-pci: inconsistent state in the migration "
                    "stream");
         return false;
     }
     /* The buffer holds what the state says: the command, or a response */
-    if ((s->state == VTPM_STATE_RECEIVING && s->data_len != s->cmd_len) ||
-        (s->state == VTPM_STATE_COMPLETE &&
-         (s->data_len != s->rsp_len || s->rsp_len < TPM_HEADER_SIZE ||
-          tpm_cmd_get_size(s->buf) != s->rsp_len)) ||
-        (s->state == VTPM_STATE_IDLE && s->data_len)) {
+    if ((s->mig.state == VTPM_STATE_RECEIVING &&
+         s->mig.data_len != s->mig.cmd_len) ||
+        (s->mig.state == VTPM_STATE_COMPLETE &&
+         (s->mig.data_len != s->mig.rsp_len ||
+          s->mig.rsp_len < TPM_HEADER_SIZE ||
+          tpm_cmd_get_size(s->mig.buf) != s->mig.rsp_len)) ||
+        (s->mig.state == VTPM_STATE_IDLE && s->mig.data_len)) {
         error_setg(errp, "vtpm-pci: the migration stream's buffer does not "
                    "match the card's state");
         return false;
     }
+    return true;
+}
+
+static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
+{
+    VTPMPCIState *s = opaque;
+    PCIDevice *pci_dev = PCI_DEVICE(s);
+
+    if (!vtpm_pci_load_check(s, errp)) {
+        /*
+         * The registers and the buffer stay as they were.  The PCI core
+         * has loaded the configuration space and the line's state before
+         * us; of these the card puts back what is its own, the pin
+         * (read-only to a guest) and INTA, which follows the registers.
+         */
+        pci_config_set_interrupt_pin(pci_dev->config, 1);
+        if (!msix_enabled(pci_dev)) {
+            pci_set_irq(pci_dev, s->irq_level);
+        } else {
+            pci_set_irq(pci_dev, 0);
+        }
+        return false;
+    }
+
+    s->state = s->mig.state;
+    s->error = s->mig.error;
+    s->scratch = s->mig.scratch;
+    s->locality = s->mig.locality;
+    s->int_enable = s->mig.int_enable;
+    s->int_status = s->mig.int_status;
+    s->cmd_len = s->mig.cmd_len;
+    s->overflow = s->mig.overflow;
+    s->rsp_len = s->mig.rsp_len;
+    s->rsp_pos = s->mig.rsp_pos;
+    s->flags = s->mig.flags;
+    memcpy(s->buf, s->mig.buf, s->mig.data_len);
     s->irq_level = s->int_status & s->int_enable;
     return true;
 }
@@ -1016,25 +1109,27 @@ static const VMStateDescription vmstate_vtpm_pci = {
     .version_id = 1,
     .minimum_version_id = 1,
     .pre_save = vtpm_pci_pre_save,
+    .pre_load = vtpm_pci_pre_load,
     .post_load_errp = vtpm_pci_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, VTPMPCIState),
         VMSTATE_MSIX(parent_obj, VTPMPCIState),
-        VMSTATE_UINT32(state, VTPMPCIState),
-        VMSTATE_UINT32(error, VTPMPCIState),
-        VMSTATE_UINT32(scratch, VTPMPCIState),
-        VMSTATE_UINT32(locality, VTPMPCIState),
-        VMSTATE_UINT32(int_enable, VTPMPCIState),
-        VMSTATE_UINT32(int_status, VTPMPCIState),
-        VMSTATE_UINT32(cmd_len, VTPMPCIState),
-        VMSTATE_BOOL(overflow, VTPMPCIState),
-        VMSTATE_UINT32(rsp_len, VTPMPCIState),
-        VMSTATE_UINT32(rsp_pos, VTPMPCIState),
-        VMSTATE_UINT32(flags, VTPMPCIState),
-        VMSTATE_UINT32(data_len, VTPMPCIState),
+        VMSTATE_UINT32(mig.state, VTPMPCIState),
+        VMSTATE_UINT32(mig.error, VTPMPCIState),
+        VMSTATE_UINT32(mig.scratch, VTPMPCIState),
+        VMSTATE_UINT32(mig.locality, VTPMPCIState),
+        VMSTATE_UINT32(mig.int_enable, VTPMPCIState),
+        VMSTATE_UINT32(mig.int_status, VTPMPCIState),
+        VMSTATE_UINT32(mig.cmd_len, VTPMPCIState),
+        VMSTATE_BOOL(mig.overflow, VTPMPCIState),
+        VMSTATE_UINT32(mig.rsp_len, VTPMPCIState),
+        VMSTATE_UINT32(mig.rsp_pos, VTPMPCIState),
+        VMSTATE_UINT32(mig.flags, VTPMPCIState),
+        VMSTATE_UINT32(mig.data_len, VTPMPCIState),
         VMSTATE_VALIDATE("data_len fits the buffer",
                          vtpm_pci_data_len_valid),
-        VMSTATE_VBUFFER_UINT32(buf, VTPMPCIState, 1, NULL, data_len),
+        VMSTATE_VBUFFER_UINT32(mig.buf, VTPMPCIState, 1, NULL,
+                               mig.data_len),
         VMSTATE_END_OF_LIST()
     },
 };

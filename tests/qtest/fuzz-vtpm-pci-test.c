@@ -14,6 +14,7 @@
 #include <glib/gstdio.h>
 #include "libqtest.h"
 #include "qemu/bswap.h"
+#include "qemu/units.h"
 #include "qobject/qdict.h"
 #include "qapi/qapi-types-sockets.h"
 #include "libqos/pci-pc.h"
@@ -63,23 +64,97 @@ static void migration_assert_end(QTestState *s, const char *status,
 }
 
 /*
- * Migrate a card to a file, change the byte at @offset in its copy of
- * the card's PCI configuration (followed in the stream by its interrupt
- * pins' states, a 32-bit word each) to @value, and check that a
- * destination refuses the stream for @reason and loads the original.
+ * The card's section of a stream, from its PCI configuration on: the
+ * configuration, the interrupt pins' states (four 32-bit words), the
+ * MSI-X table (one vector, 16 bytes) and pending bits (1), then the
+ * registers, 32 bits big-endian each but for the overflow flag (8), the
+ * buffer's length and the buffer.
  */
-static void stream_refused(unsigned offset, uint8_t value,
+#define STREAM_INTX         PCI_CFG_SPACE_SIZE
+#define STREAM_REGS         (STREAM_INTX + 16 + 16 + 1)
+#define STREAM_STATE        (STREAM_REGS + 0)
+#define STREAM_ERROR        (STREAM_REGS + 4)
+#define STREAM_SCRATCH      (STREAM_REGS + 8)
+#define STREAM_LOCALITY     (STREAM_REGS + 12)
+#define STREAM_INT_ENABLE   (STREAM_REGS + 16)
+#define STREAM_INT_STATUS   (STREAM_REGS + 20)
+#define STREAM_CMD_LEN      (STREAM_REGS + 24)
+#define STREAM_RSP_LEN      (STREAM_REGS + 29)
+#define STREAM_RSP_POS      (STREAM_REGS + 33)
+#define STREAM_FLAGS        (STREAM_REGS + 37)
+#define STREAM_DATA_LEN     (STREAM_REGS + 41)
+#define STREAM_END          (STREAM_REGS + 45)
+
+/* A stream that changes @offset to @value (1 or 4 bytes, @size) */
+typedef struct StreamEdit {
+    unsigned offset;
+    unsigned size;
+    uint32_t value;
+} StreamEdit;
+
+/*
+ * What the destination's card holds when the stream arrives: a command
+ * half written, a value in SCRATCH, the completion interrupt enabled
+ */
+#define DEST_SCRATCH        0x5ca1ab1e
+#define DEST_PART           4
+
+static void dest_card_prepare(QTestState *s, uint16_t port)
+{
+    qtest_outl(s, port + A_VTPM_SCRATCH, DEST_SCRATCH);
+    qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);
+    vtpm_pci_write_command(s, port, tpm2_startup_clear, DEST_PART);
+}
+
+/* ... and still holds after a refused stream, then works on */
+static void dest_card_check(QTestState *s, uint16_t port)
+{
+    uint8_t rsp[32];
+    size_t len;
+
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_SCRATCH), ==, DEST_SCRATCH);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_INT_ENABLE), ==,
+                    R_VTPM_INT_ENABLE_COMPLETE_MASK);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_INT_STATUS), ==, 0);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_ERROR), ==, VTPM_ERR_NONE);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_LOCALITY), ==, 0);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_RECEIVING);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, DEST_PART);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_RSP_SIZE), ==, 0);
+    g_assert_cmphex(qtest_inb(s, port + A_VTPM_DATA), ==, 0xff);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_ERROR), ==, VTPM_ERR_STATE);
+
+    /* The rest of TPM2_Startup, which the stream's TPM has not had */
+    vtpm_pci_write_command(s, port, tpm2_startup_clear + DEST_PART,
+                           TPM_STARTUP_SIZE - DEST_PART);
+    qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(s, port);
+    g_assert_cmphex(qtest_inl(s, port + A_VTPM_INT_STATUS), ==,
+                    R_VTPM_INT_STATUS_COMPLETE_MASK);
+    len = vtpm_pci_read_response(s, port, rsp, sizeof(rsp));
+    g_assert_cmpuint(len, ==, 10);             /* the header alone */
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, 0);
+}
+
+/*
+ * Migrate a card to a file, make @edits to the card's section, and check
+ * that a destination refuses the stream for @reason, that its card keeps
+ * every register and its buffer as they were and works on, and that the
+ * stream loads without the edits.
+ */
+static void stream_refused(const StreamEdit *edits, size_t n_edits,
                            const char *reason)
 {
     g_autofree char *stream = g_build_filename(tmp_dir, "stream", NULL);
     g_autofree char *uri = g_strdup_printf("file:%s", stream);
-    g_autofree char *img = NULL;
+    g_autofree char *img = NULL, *orig = NULL;
     const char *idstr = "/vtpm-pci";
-    uint8_t rsp[32], old;
+    uint8_t rsp[32];
     char *config;
     gsize len;
     QTestState *s;
     uint16_t port;
+    size_t i;
 
     s = qtest_init(VTPM_ARGS);
     vtpm_pci_port(s);
@@ -89,26 +164,34 @@ static void stream_refused(unsigned offset, uint8_t value,
 
     /* After the idstr: instance id, version, PCIDevice's version_id */
     g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
+    orig = g_memdup2(img, len);
     config = memmem(img, len, idstr, strlen(idstr));
     g_assert_nonnull(config);
     config += strlen(idstr) + 12;
-    g_assert_cmpuint(config + PCI_CFG_SPACE_SIZE + 16 - img, <=, len);
+    g_assert_cmpuint(config + STREAM_END - img, <=, len);
     g_assert_cmpuint(ldl_le_p(config), ==,
                      VTPM_PCI_VENDOR_ID | VTPM_PCI_DEVICE_ID << 16);
-    old = config[offset];
-    config[offset] = value;
+    for (i = 0; i < n_edits; i++) {
+        if (edits[i].size == 1) {
+            config[edits[i].offset] = edits[i].value;
+        } else {
+            stl_be_p(config + edits[i].offset, edits[i].value);
+        }
+    }
     g_assert_true(g_file_set_contents(stream, img, len, NULL));
 
     s = qtest_init(VTPM_ARGS " -incoming defer");
+    port = vtpm_pci_port(s);
+    dest_card_prepare(s, port);
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s,"
                              "  'exit-on-error': false } }", uri);
     migration_assert_end(s, "failed", reason);
+    dest_card_check(s, port);
     qtest_quit(s);
 
     /* Unchanged, the same stream loads, and the card interrupts */
-    config[offset] = old;
-    g_assert_true(g_file_set_contents(stream, img, len, NULL));
+    g_assert_true(g_file_set_contents(stream, orig, len, NULL));
     s = qtest_init(VTPM_ARGS " -incoming defer");
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s } }", uri);
@@ -128,43 +211,55 @@ static void stream_refused(unsigned offset, uint8_t value,
 }
 
 /*
- * vtpm-pci-migration-fuzz: a stream whose copy of the card's PCI
- * configuration names no interrupt pin loaded, and the next interrupt
- * hit an assertion in pci_irq_handler()
+ * Streams the card refuses, one field of its section each.  The first
+ * three are what vtpm-pci-migration-fuzz found loaded: a configuration
+ * that names no interrupt pin (the next interrupt hit an assertion in
+ * pci_irq_handler()); INTB asserted, which the card never drives and
+ * the bus never counted (before the target restored the bus's state
+ * with the card's, the next reset hit an assertion in
+ * pcibus_reset_hold()); and a response the buffer does not hold, here
+ * in a card idle in the stream.  The response of 1 MiB was loaded into
+ * the card, refused, and read by the guest, host memory and all.
  */
-static void test_stream_interrupt_pin(void)
-{
-    stream_refused(PCI_INTERRUPT_PIN, 0, "interrupt off INTA");
-}
+typedef struct StreamCase {
+    const char *name;
+    StreamEdit edits[2];
+    const char *reason;
+} StreamCase;
 
-/*
- * The same target, before it restored the bus's state with the card's:
- * the card's interrupt line and the bus's count of it disagreed, and the
- * next reset hit an assertion in pcibus_reset_hold().  A stream can hold
- * the same disagreement, here INTB asserted, which the card never
- * drives and the bus never counted: the card refuses it.
- */
-static void test_stream_interrupt_state(void)
-{
-    /* INTB's state, big-endian */
-    stream_refused(PCI_CFG_SPACE_SIZE + 7, 1, "interrupt line disagrees");
-}
+#define INCONSISTENT    "inconsistent state in the migration stream"
+#define MISMATCH        "buffer does not match the card's state"
 
-/*
- * vtpm-pci-migration-fuzz: a stream in which the card had a response of
- * fewer bytes than a TPM response header, or one its buffer did not
- * hold, loaded.  The card refuses a stream whose buffer does not match
- * its state; here a card idle in the stream is made to hold a response.
- */
-static void test_stream_buffer(void)
+static const StreamCase stream_cases[] = {
+    { "interrupt-pin", { { PCI_INTERRUPT_PIN, 1, 0 } },
+      "interrupt off INTA" },
+    { "interrupt-state", { { STREAM_INTX + 4, 4, 1 } },
+      "interrupt line disagrees" },
+    { "buffer", { { STREAM_STATE, 4, VTPM_STATE_COMPLETE } }, MISMATCH },
+    { "state", { { STREAM_STATE, 4, 7 } }, INCONSISTENT },
+    { "state-executing", { { STREAM_STATE, 4, VTPM_STATE_EXECUTING } },
+      INCONSISTENT },
+    { "response-size", { { STREAM_STATE, 4, VTPM_STATE_COMPLETE },
+                         { STREAM_RSP_LEN, 4, 1 * MiB } }, INCONSISTENT },
+    { "command-size", { { STREAM_STATE, 4, VTPM_STATE_RECEIVING },
+                        { STREAM_CMD_LEN, 4, 64 * KiB } }, INCONSISTENT },
+    { "response-position", { { STREAM_RSP_POS, 4, 1 } }, INCONSISTENT },
+    { "locality", { { STREAM_LOCALITY, 4, VTPM_PCI_LOCALITY_MAX + 1 } },
+      INCONSISTENT },
+    { "flags", { { STREAM_FLAGS, 4, 1u << 31 } }, INCONSISTENT },
+    { "error", { { STREAM_ERROR, 4, VTPM_ERR_VALUE + 1 } }, INCONSISTENT },
+    { "int-enable", { { STREAM_INT_ENABLE, 4, 2 } }, INCONSISTENT },
+    { "int-status", { { STREAM_INT_STATUS, 4, 1u << 8 } }, INCONSISTENT },
+    { "data-size", { { STREAM_DATA_LEN, 4, VTPM_PCI_BUFFER_MAX + 1 } },
+      "data_len fits the buffer" },
+    { "data-idle", { { STREAM_DATA_LEN, 4, 4 } }, MISMATCH },
+};
+
+static void test_stream(const void *opaque)
 {
-    /*
-     * After the configuration: the interrupt pins' states (16), the
-     * MSI-X table (one vector, 16) and pending bits (1), then the card's
-     * state (32-bit, big-endian)
-     */
-    stream_refused(PCI_CFG_SPACE_SIZE + 16 + 16 + 1 + 3, VTPM_STATE_COMPLETE,
-                   "buffer does not match the card's state");
+    const StreamCase *c = opaque;
+
+    stream_refused(c->edits, c->edits[1].size ? 2 : 1, c->reason);
 }
 
 /*
@@ -522,16 +617,18 @@ static void add_msi_tests(void)
 
 int main(int argc, char **argv)
 {
+    size_t i;
     int ret;
 
     tmp_dir = g_dir_make_tmp("fuzz-vtpm-pci.XXXXXX", NULL);
     g_assert_nonnull(tmp_dir);
     g_test_init(&argc, &argv, NULL);
-    qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-pin",
-                   test_stream_interrupt_pin);
-    qtest_add_func("/vtpm-pci/fuzz/stream-interrupt-state",
-                   test_stream_interrupt_state);
-    qtest_add_func("/vtpm-pci/fuzz/stream-buffer", test_stream_buffer);
+    for (i = 0; i < ARRAY_SIZE(stream_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/vtpm-pci/fuzz/stream/%s",
+                                                stream_cases[i].name);
+
+        qtest_add_data_func(path, &stream_cases[i], test_stream);
+    }
     add_msi_tests();
     ret = g_test_run();
     g_rmdir(tmp_dir);

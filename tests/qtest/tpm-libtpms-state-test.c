@@ -33,6 +33,7 @@
 #define TPM2_PT_LOCKOUT_COUNTER 0x20e
 #define TPM2_ALG_SHA256         0x000b
 #define TPM2_RC_RETRY           0x922
+#define TPM2_RC_FAILURE         0x101
 /* The card's answer when the TPM cannot run a command at all */
 #define TPM_FAIL                0x9
 
@@ -552,6 +553,143 @@ static void test_corrupt_files(void)
     }
 }
 
+/*
+ * The state file and its lock are opened as regular files only, and
+ * never through a link: a link, a directory, a FIFO or a device in
+ * either place is refused with a message that says so, and left alone.
+ */
+typedef enum HostileKind {
+    HOSTILE_LINK,
+    HOSTILE_DIR,
+    HOSTILE_FIFO,
+    HOSTILE_DEVICE,
+} HostileKind;
+
+static const char *const hostile_names[] = {
+    [HOSTILE_LINK] = "symlink",
+    [HOSTILE_DIR] = "dir",
+    [HOSTILE_FIFO] = "fifo",
+    [HOSTILE_DEVICE] = "device",
+};
+
+static const char *const hostile_messages[] = {
+    [HOSTILE_LINK] = "is a symbolic link",
+    [HOSTILE_DIR] = "is a directory",
+    [HOSTILE_FIFO] = "is not a regular file",
+    [HOSTILE_DEVICE] = "is not a regular file",
+};
+
+/* Make @path a @kind; false if this host does not let us */
+static bool make_hostile(const char *path, HostileKind kind,
+                         const char *target)
+{
+    switch (kind) {
+    case HOSTILE_LINK:
+        g_assert_cmpint(symlink(target, path), ==, 0);
+        return true;
+    case HOSTILE_DIR:
+        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        return true;
+    case HOSTILE_FIFO:
+        g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+        return true;
+    case HOSTILE_DEVICE:
+        /* /dev/null's numbers; only root may make one */
+        return mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0;
+    }
+    g_assert_not_reached();
+}
+
+static void test_hostile_paths(void)
+{
+    g_autofree char *target = state_path("hostile-target");
+    g_autofree char *target_digest = NULL;
+    QTestState *s;
+    int kind, lock;
+
+    /* A good TPM, which a link must not lead QEMU to */
+    s = start_on(target, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+    target_digest = file_digest(target);
+
+    for (lock = 0; lock < 2; lock++) {
+        for (kind = HOSTILE_LINK; kind <= HOSTILE_DEVICE; kind++) {
+            g_autofree char *path = g_strdup_printf(
+                "%s/hostile-%s-%s", tmp_dir, lock ? "lock" : "state",
+                hostile_names[kind]);
+            g_autofree char *lock_path = g_strdup_printf("%s.lock", path);
+            g_autofree char *lock_target = g_strdup_printf(
+                "%s/hostile-lock-target-%d", tmp_dir, kind);
+            g_autofree char *args = g_strdup_printf(
+                "-M q35 -tpmdev libtpms,id=t,path=%s "
+                "-device vtpm-pci,tpmdev=t", path);
+            g_autofree char *message = g_strdup_printf(
+                "TPM state %sfile '%s' %s", lock ? "lock " : "",
+                lock ? lock_path : path, hostile_messages[kind]);
+            g_autofree char *after = NULL;
+
+            if (!make_hostile(lock ? lock_path : path, kind,
+                              lock ? lock_target : target)) {
+                g_test_message("cannot make a device node: not root?");
+                continue;
+            }
+            tpm_cmd_assert_qemu_refuses(args, message);
+
+            /* Nothing made or changed through the link */
+            g_assert_false(g_file_test(lock_target, G_FILE_TEST_EXISTS));
+            after = file_digest(target);
+            g_assert_cmpstr(after, ==, target_digest);
+            /* The state file was not created either */
+            if (lock) {
+                g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+            }
+        }
+    }
+}
+
+/*
+ * Every rewrite of the state file keeps the owner, group and mode the
+ * administrator gave it
+ */
+static void test_file_attributes(void)
+{
+    g_autofree char *path = state_path("attributes");
+    g_autofree char *digest = NULL, *after = NULL;
+    bool root = geteuid() == 0;
+    struct stat st;
+    QTestState *s;
+
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+
+    g_assert_cmpint(chmod(path, 0640), ==, 0);
+    if (root) {
+        g_assert_cmpint(chown(path, 1, 2), ==, 0);
+    }
+    digest = file_digest(path);
+
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "attrs ok");
+    qtest_quit(s);
+
+    /* Rewritten (a new file), with the old one's attributes */
+    after = file_digest(path);
+    g_assert_cmpstr(after, !=, digest);
+    g_assert_cmpint(lstat(path, &st), ==, 0);
+    g_assert_true(S_ISREG(st.st_mode));
+    g_assert_cmphex(st.st_mode & 07777, ==, 0640);
+    if (root) {
+        g_assert_cmpuint(st.st_uid, ==, 1);
+        g_assert_cmpuint(st.st_gid, ==, 2);
+    } else {
+        g_test_message("owner and group not checked: not root");
+    }
+}
+
 static void test_lock(void)
 {
     g_autofree char *path = state_path("locked");
@@ -1045,8 +1183,9 @@ static void test_migrate_refused(void)
 /*
  * Shared storage: source and destination on the same state file.  A
  * source resumed by hand after the migration completed ('cont') cannot
- * take the file back from the destination; commands that change the
- * TPM fail on it rather than overwrite the destination's state.
+ * take the file back from the destination; its TPM fails every command
+ * rather than overwrite the destination's state or lose what the guest
+ * writes.
  */
 static void test_migrate_resumed_source(void)
 {
@@ -1069,8 +1208,13 @@ static void test_migrate_resumed_source(void)
 
     qtest_qmp_assert_success(src, "{ 'execute': 'cont' }");
     nv_write_cmd(&c, NV_DATA_INDEX, "clobber!");
-    g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), !=,
-                    TPM2_RC_SUCCESS);
+    g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), ==,
+                    TPM2_RC_FAILURE);
+    /* Not only writes: the TPM fails, so that the guest knows */
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x17b);          /* GetRandom */
+    put16(&c, 8);
+    g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), ==,
+                    TPM2_RC_FAILURE);
     status = qtest_qmp(src, "{ 'execute': 'query-status' }");
     g_assert_true(qdict_get_bool(qdict_get_qdict(status, "return"),
                                  "running"));
@@ -1156,10 +1300,11 @@ static void test_migrate_corrupt(void)
     }
 }
 
-/* Wait for job @id to succeed, and dismiss it */
-static void job_wait(QTestState *s, const char *id)
+/* Wait for job @id to end, and dismiss it; its error, or NULL */
+static char *job_end(QTestState *s, const char *id)
 {
     gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    char *error = NULL;
 
     for (;;) {
         QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-jobs' }");
@@ -1171,7 +1316,7 @@ static void job_wait(QTestState *s, const char *id)
         g_assert_cmpstr(qdict_get_str(job, "id"), ==, id);
         done = !strcmp(qdict_get_str(job, "status"), "concluded");
         if (done) {
-            g_assert_false(qdict_haskey(job, "error"));
+            error = g_strdup(qdict_get_try_str(job, "error"));
         }
         qobject_unref(rsp);
         if (done) {
@@ -1181,6 +1326,15 @@ static void job_wait(QTestState *s, const char *id)
     }
     qtest_qmp_assert_success(s, "{ 'execute': 'job-dismiss',"
                              "  'arguments': { 'id': %s } }", id);
+    return error;
+}
+
+/* Wait for job @id to succeed, and dismiss it */
+static void job_wait(QTestState *s, const char *id)
+{
+    g_autofree char *error = job_end(s, id);
+
+    g_assert_null(error);
 }
 
 /* A qcow2 image to hold snapshots, created or opened, as disk0 */
@@ -1204,8 +1358,11 @@ static void snapshot_disk(QTestState *s, const char *image, bool create)
                              " 'file': 'file0' } }");
 }
 
-/* snapshot-save or snapshot-load of the snapshot "snap" on disk0 */
-static void snapshot_job(QTestState *s, const char *what)
+/*
+ * snapshot-save or snapshot-load of the snapshot "snap" on disk0; the
+ * job's error, or NULL
+ */
+static char *snapshot_run(QTestState *s, const char *what)
 {
     g_autofree char *command = g_strdup_printf("snapshot-%s", what);
 
@@ -1213,18 +1370,25 @@ static void snapshot_job(QTestState *s, const char *what)
                              "  'arguments': { 'job-id': 'snap-job',"
                              "  'tag': 'snap', 'vmstate': 'disk0',"
                              "  'devices': [ 'disk0' ] } }", command);
-    job_wait(s, "snap-job");
+    return job_end(s, "snap-job");
 }
 
-/* A QEMU started on @path finds the TPM of the snapshot */
-static void assert_snapshot_state(const char *path)
+static void snapshot_job(QTestState *s, const char *what)
+{
+    g_autofree char *error = snapshot_run(s, what);
+
+    g_assert_null(error);
+}
+
+/* A QEMU started on @path finds @data (8 bytes) in the TPM's NV index */
+static void assert_state_nv(const char *path, const char *data)
 {
     QTestState *s = start_on(path, "");
     uint8_t nv[8];
 
     g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
     nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
-    g_assert_cmpmem(nv, 8, "snapshot", 8);
+    g_assert_cmpmem(nv, 8, data, 8);
     qtest_quit(s);
 }
 
@@ -1260,7 +1424,207 @@ static void test_snapshot(void)
     qtest_quit(s);
 
     /* And so is the state file */
-    assert_snapshot_state(path);
+    assert_state_nv(path, "snapshot");
+}
+
+/* Another QEMU started on @path is refused: the TPM is in use */
+static void assert_path_locked(const char *path)
+{
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t",
+        path);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state file '%s' is in use by another process", path);
+
+    tpm_cmd_assert_qemu_refuses(args, message);
+}
+
+/*
+ * The lock stays with the TPM through every state of the VM that hands
+ * nothing over: running, stopped, savevm and loadvm (stopped, then
+ * running again)
+ */
+static void test_lock_states(void)
+{
+    g_autofree char *path = state_path("lock-states");
+    g_autofree char *image = state_path("lock-states.qcow2");
+    QTestState *s = start_on(path, "");
+
+    snapshot_disk(s, image, true);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "locked!!");
+    assert_path_locked(path);
+
+    qtest_qmp_assert_success(s, "{ 'execute': 'stop' }");
+    assert_path_locked(path);
+    snapshot_job(s, "save");
+    assert_path_locked(path);
+    snapshot_job(s, "load");
+    assert_path_locked(path);
+    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    assert_path_locked(path);
+
+    /* And the TPM saves its state all along */
+    nv_write(s, NV_DATA_INDEX, "still ok");
+    qtest_quit(s);
+    assert_state_nv(path, "still ok");
+}
+
+/*
+ * Change the TPM state in the snapshot in @image, in place (QEMU has the
+ * image open): its family to @family, or with @family 0, the permanent
+ * state's header, with the digest made to match
+ */
+static void snapshot_tamper(const char *image, uint32_t family)
+{
+    g_autofree char *img = NULL;
+    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
+    const char *idstr = "tpm-libtpms";
+    gsize digest_len = 32;
+    uint32_t permanent_size;
+    char *f;
+    gsize len;
+    int fd;
+
+    /*
+     * As in test_migrate_corrupt: family (4), running, needs_shutdown,
+     * the sizes (4 each), the digests (32 each), the permanent state
+     */
+    g_assert_true(g_file_get_contents(image, &img, &len, NULL));
+    f = memmem(img, len, idstr, strlen(idstr));
+    g_assert_nonnull(f);
+    f += strlen(idstr) + 8;
+    permanent_size = ldl_be_p(f + 6);
+    g_assert_cmpuint(permanent_size, <, 64 * 1024);
+    g_assert_cmpuint(f + 78 + permanent_size - img, <=, len);
+    stl_be_p(f, family ? family : 2);
+    if (!family) {
+        memset(f + 78, 0xa5, 8);
+        g_checksum_update(sha256, (guchar *)f + 78, permanent_size);
+        g_checksum_get_digest(sha256, (guint8 *)f + 14, &digest_len);
+    }
+    fd = open(image, O_WRONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pwrite(fd, f, 78 + permanent_size, f - img), ==,
+                    78 + permanent_size);
+    close(fd);
+}
+
+/*
+ * A snapshot whose TPM state the backend or libtpms refuses fails to
+ * load, and leaves the TPM as the reset before the load left it
+ * (snapshot-load resets the machine first): running, its NV data as
+ * before, its state file and its lock.  Before, a state that libtpms
+ * refused left no TPM at all.
+ */
+static void test_snapshot_refused(void)
+{
+    g_autofree char *path = state_path("snapshot-refused");
+    g_autofree char *image = state_path("snapshot-refused.qcow2");
+    uint8_t first[32] = "first", second[32] = "second";
+    uint8_t pcr[32], zeros[32] = { 0 }, nv[8];
+    static const struct {
+        uint32_t family;
+        const char *error;
+    } cases[] = {
+        { 7, "the incoming state is of an unknown TPM family, 7" },
+        { 0, "libtpms refused the incoming TPM state" },
+    };
+    QTestState *s = start_on(path, "");
+    size_t i;
+
+    snapshot_disk(s, image, true);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "snapshot");
+    pcr_extend(s, first);
+    snapshot_job(s, "save");
+    nv_write(s, NV_DATA_INDEX, "current!");
+    pcr_extend(s, second);
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *error = NULL;
+
+        snapshot_tamper(image, cases[i].family);
+        error = snapshot_run(s, "load");
+        g_assert_nonnull(error);
+        g_assert_nonnull(strstr(error, cases[i].error));
+        qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+
+        /* Reset, not gone: it starts up, and PCR 10 is back at zero */
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        pcr_read(s, pcr);
+        g_assert_cmpmem(pcr, 32, zeros, 32);
+        pcr_extend(s, second);
+        nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+        g_assert_cmpmem(nv, 8, "current!", 8);
+        assert_path_locked(path);
+    }
+    qtest_quit(s);
+
+    /* ... and so is its state file */
+    assert_state_nv(path, "current!");
+}
+
+/* QEMU's seccomp sandbox, with everything it can deny denied */
+#define SANDBOX_ARGS "-sandbox on,obsolete=deny,elevateprivileges=deny," \
+                     "spawn=deny,resourcecontrol=deny"
+
+/* Was QEMU built with seccomp (-sandbox)? */
+static bool sandbox_built(void)
+{
+    QTestState *s = qtest_init("-M none");
+    QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-command-line-options',"
+                           "  'arguments': { 'option': 'sandbox' } }");
+    bool built = qdict_haskey(rsp, "return");
+
+    qobject_unref(rsp);
+    qtest_quit(s);
+    return built;
+}
+
+/*
+ * Under the sandbox, the card and a libtpms TPM with a state file work:
+ * commands, state writes, savevm and loadvm, and a migration to a QEMU
+ * on the same file, sandboxed too
+ */
+static void test_sandbox(void)
+{
+    g_autofree char *path = state_path("sandbox");
+    g_autofree char *image = state_path("sandbox.qcow2");
+    g_autofree char *uri = mig_uri();
+    g_autofree char *incoming = g_strdup_printf(SANDBOX_ARGS " -incoming %s",
+                                                uri);
+    QTestState *src, *dst;
+    uint8_t nv[8];
+
+    if (!sandbox_built()) {
+        /* The sanitizer builds; check.sh makes sure the product has it */
+        g_test_skip("QEMU built without seccomp");
+        return;
+    }
+    src = start_on(path, SANDBOX_ARGS);
+    snapshot_disk(src, image, true);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(src, NV_DATA_INDEX, 0, 8);
+    nv_write(src, NV_DATA_INDEX, "sandbox1");
+    snapshot_job(src, "save");
+    nv_write(src, NV_DATA_INDEX, "sandbox2");
+    snapshot_job(src, "load");
+    nv_read(src, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "sandbox1", 8);
+
+    dst = start_on(path, incoming);
+    mig_run(src, dst);
+    qtest_quit(src);
+    nv_read(dst, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "sandbox1", 8);
+    nv_write(dst, NV_DATA_INDEX, "sandbox3");
+    qtest_quit(dst);
+
+    /* What the sandboxed TPM wrote is in the file */
+    assert_state_nv(path, "sandbox3");
 }
 
 /* A state file holding one blob, laid out as tpm_nvfile.c does */
@@ -1345,7 +1709,7 @@ static void test_refused_state(void)
     qtest_quit(s);
 
     /* The file holds the snapshot's TPM now */
-    assert_snapshot_state(path);
+    assert_state_nv(path, "snapshot");
 }
 
 static void remove_tree(const char *path)
@@ -1379,8 +1743,15 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/crash", test_crash);
     qtest_add_func("/tpm-libtpms/state/corrupt-files", test_corrupt_files);
     qtest_add_func("/tpm-libtpms/state/lock", test_lock);
+    qtest_add_func("/tpm-libtpms/state/lock-states", test_lock_states);
+    qtest_add_func("/tpm-libtpms/state/hostile-paths", test_hostile_paths);
+    qtest_add_func("/tpm-libtpms/state/file-attributes",
+                   test_file_attributes);
     qtest_add_func("/tpm-libtpms/state/reset-lockout", test_reset_lockout);
     qtest_add_func("/tpm-libtpms/state/snapshot", test_snapshot);
+    qtest_add_func("/tpm-libtpms/state/snapshot-refused",
+                   test_snapshot_refused);
+    qtest_add_func("/tpm-libtpms/state/sandbox", test_sandbox);
     qtest_add_func("/tpm-libtpms/state/refused-state", test_refused_state);
     qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
     qtest_add_func("/tpm-libtpms/state/storage-error-log",

@@ -9,8 +9,8 @@
  * (docs/specs/vtpm-pci.rst).
  *
  * vtpm-pci-migration-fuzz loads mutated migration streams of the card and
- * of its libtpms TPM: each is refused or loaded, and a card that loaded
- * one must still answer a command.
+ * of its libtpms TPM: each is refused or loaded, and the card must then
+ * answer a command, as a refused stream leaves it as it was.
  *
  * Each input starts from the same machine, with a TPM as it left the
  * factory: the state that libtpms keeps across a reset (its permanent
@@ -400,22 +400,17 @@ static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
 
 /*
  * Back to the machine of the first input, with a new TPM, by loading the
- * snapshot.  Normally the card is brought to rest first (what runs there
- * finishes, the flags query included); after a stream that failed to
- * load (@loaded false) nothing runs, and the card's fields may hold
- * anything, so it is not asked.  No reset: it would start the TPM once
- * more, and a TPM 1.2 generates an RSA key in every self-test.
+ * snapshot.  The card is brought to rest first: what runs there finishes,
+ * the flags query included.  No reset: it would start the TPM once more,
+ * and a TPM 1.2 generates an RSA key in every self-test.
  */
-static void vtpm_fuzz_restore(QTestState *s, bool loaded)
+static void vtpm_fuzz_restore(QTestState *s)
 {
-    if (loaded) {
-        vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4,
-                               VTPM_FUZZ_PORT);
-        vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2, PCI_COMMAND_IO);
-        vtpm_fuzz_track_bar(s);
-        vtpm_fuzz_wait(s);
-        flush_events(s);
-    }
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    vtpm_fuzz_track_bar(s);
+    vtpm_fuzz_wait(s);
+    flush_events(s);
     /*
      * The PCI core keeps the lowest configuration version it has loaded
      * (a stream of an older QEMU), and refuses newer ones after it
@@ -600,7 +595,7 @@ static void vtpm_fuzz_registers(QTestState *s, const unsigned char *data,
                                 size_t size)
 {
     vtpm_fuzz_run(s, data, size);
-    vtpm_fuzz_restore(s, true);
+    vtpm_fuzz_restore(s);
 }
 
 /* vtpm-pci-migration-fuzz: the card's and the TPM's migration streams */
@@ -647,7 +642,7 @@ static void vtpm_fuzz_make_bases(QTestState *s)
         /* Each base loads as it is */
         vtpm_fuzz_load_base(vf.bases[i], &error_abort);
     }
-    vtpm_fuzz_restore(s, true);
+    vtpm_fuzz_restore(s);
 }
 
 static void vtpm_fuzz_migration_pre_fuzz(QTestState *s)
@@ -737,8 +732,11 @@ static void vtpm_fuzz_fix_digests(GByteArray *st)
     }
 }
 
-/* A card that loaded a stream must still run a command */
-static void vtpm_fuzz_check_answers(QTestState *s)
+/*
+ * A card that loaded a stream, or refused one (and so is as it was
+ * before), must still run a command
+ */
+static void vtpm_fuzz_check_answers(QTestState *s, bool loaded)
 {
     uint8_t rsp[TPM_HEADER_SIZE];
 
@@ -757,7 +755,8 @@ static void vtpm_fuzz_check_answers(QTestState *s)
         break;
     }
     if (vtpm_fuzz_state(s) != VTPM_STATE_IDLE) {
-        vtpm_fuzz_fail("loaded, and not idle: STATUS 0x%x",
+        vtpm_fuzz_fail("%s, and not idle: STATUS 0x%x",
+                       loaded ? "loaded" : "refused",
                        vtpm_fuzz_reg(s, A_VTPM_STATUS));
     }
     vtpm_fuzz_command(s, tpm2_get_random_8, sizeof(tpm2_get_random_8),
@@ -787,11 +786,9 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
     }
 
     loaded = vtpm_fuzz_load_base(st, &err);
-    if (loaded) {
-        vtpm_fuzz_check_answers(s);
-    }
+    vtpm_fuzz_check_answers(s, loaded);
     error_free(err);
-    vtpm_fuzz_restore(s, loaded);
+    vtpm_fuzz_restore(s);
 }
 
 /* vtpm-pci-hotplug-fuzz: cards plugged with any properties, and ejected */
