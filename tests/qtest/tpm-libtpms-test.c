@@ -383,6 +383,33 @@ static void test_second_libtpms(void)
                         "only one libtpms TPM can exist per QEMU process");
 }
 
+/*
+ * tpm-tis' debug register printed the interface's state to QEMU's
+ * standard output at every read, a flood a guest could keep up for as
+ * long as it liked (generic-fuzz-tpm-tis-libtpms wrote 2.4 GB of it in
+ * 20 minutes); reads of it now print nothing
+ */
+static void test_tis_debug_quiet(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("tpm-libtpms-test.XXXXXX", NULL);
+    g_autofree char *out = g_build_filename(dir, "stdout", NULL);
+    g_autofree char *contents = NULL;
+    QTestState *s;
+    gsize len;
+    int i;
+
+    s = qtest_initf("-machine q35 -tpmdev libtpms,id=dev "
+                    "-device tpm-tis,tpmdev=dev >%s", out);
+    for (i = 0; i < 100; i++) {
+        qtest_readl(s, TPM_TIS_ADDR_BASE + TPM_TIS_REG_DEBUG);
+    }
+    qtest_quit(s);
+    g_assert_true(g_file_get_contents(out, &contents, &len, NULL));
+    g_assert_cmpstr(contents, ==, "");
+    g_unlink(out);
+    g_rmdir(dir);
+}
+
 static void add_interface_tests(const TPMInterface *iface)
 {
     g_autofree char *tpm12 = NULL;
@@ -433,6 +460,9 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/tpm-libtpms/second-tpmdev", test_second_tpmdev);
     qtest_add_func("/tpm-libtpms/second-libtpms", test_second_libtpms);
+    if (qtest_has_device("tpm-tis")) {
+        qtest_add_func("/tpm-libtpms/tis/debug-quiet", test_tis_debug_quiet);
+    }
 
     return g_test_run();
 }
