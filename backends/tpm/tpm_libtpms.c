@@ -68,6 +68,22 @@
 
 OBJECT_DECLARE_SIMPLE_TYPE(TPMLibtpms, TPM_LIBTPMS)
 
+/*
+ * A TPM's state as a migration stream carries it; also the TPM before a
+ * loadvm, to go back to if the load is refused
+ */
+typedef struct TPMLibtpmsState {
+    uint32_t family;            /* 1: TPM 1.2, 2: TPM 2.0 */
+    bool running;
+    bool needs_shutdown;
+    uint32_t permanent_size;
+    uint8_t *permanent;
+    uint32_t volatile_size;
+    uint8_t *volatile_state;
+    uint8_t permanent_digest[TPM_LIBTPMS_DIGEST_SIZE];
+    uint8_t volatile_digest[TPM_LIBTPMS_DIGEST_SIZE];
+} TPMLibtpmsState;
+
 struct TPMLibtpms {
     TPMBackend parent;
 
@@ -84,17 +100,7 @@ struct TPMLibtpms {
     size_t incoming_buffer_size;
 
     /* The state in the migration stream, while it is saved or loaded */
-    struct {
-        uint32_t family;        /* 1: TPM 1.2, 2: TPM 2.0 */
-        bool running;
-        bool needs_shutdown;
-        uint32_t permanent_size;
-        uint8_t *permanent;
-        uint32_t volatile_size;
-        uint8_t *volatile_state;
-        uint8_t permanent_digest[TPM_LIBTPMS_DIGEST_SIZE];
-        uint8_t volatile_digest[TPM_LIBTPMS_DIGEST_SIZE];
-    } mig;
+    TPMLibtpmsState mig;
     bool relock;                /* gave up the file lock for a migration */
     /*
      * ... and could not take it back: the file may be another process's
@@ -881,57 +887,70 @@ static bool tpm_libtpms_digest_ok(const uint8_t *data, uint32_t len,
     return !memcmp(actual, digest, sizeof(actual));
 }
 
+/* Free @st's blobs */
+static void tpm_libtpms_state_clear(TPMLibtpmsState *st)
+{
+    g_clear_pointer(&st->permanent, g_free);
+    g_clear_pointer(&st->volatile_state, g_free);
+    st->permanent_size = st->volatile_size = 0;
+}
+
 /*
- * The running TPM's permanent and volatile states, in new buffers;
- * called with s->lock held
+ * Take the TPM's running state, its permanent and volatile blobs
+ * included, into @st; called with s->lock held
  */
-static TPM_RESULT tpm_libtpms_get_state_locked(uint8_t **permanent,
-                                               uint32_t *permanent_size,
-                                               uint8_t **volatile_state,
-                                               uint32_t *volatile_size)
+static TPM_RESULT tpm_libtpms_get_state_locked(TPMLibtpms *s,
+                                               TPMLibtpmsState *st)
 {
     unsigned char *buf = NULL;
     uint32_t len = 0;
     TPM_RESULT res;
 
+    st->family = tpm_libtpms_family(s->version);
+    st->running = s->running;
+    st->needs_shutdown = s->needs_shutdown;
+    if (!s->running) {
+        return TPMLIB_SUCCESS;
+    }
     res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &buf, &len);
     if (res != TPMLIB_SUCCESS) {
         return res;
     }
-    *permanent = g_memdup2(buf, len);
-    *permanent_size = len;
+    st->permanent = g_memdup2(buf, len);
+    st->permanent_size = len;
     TPM_Free(buf);
     res = TPMLIB_GetState(TPMLIB_STATE_VOLATILE, &buf, &len);
     if (res != TPMLIB_SUCCESS) {
-        g_clear_pointer(permanent, g_free);
-        *permanent_size = 0;
+        tpm_libtpms_state_clear(st);
         return res;
     }
-    *volatile_state = g_memdup2(buf, len);
-    *volatile_size = len;
+    st->volatile_state = g_memdup2(buf, len);
+    st->volatile_size = len;
     TPM_Free(buf);
     return TPMLIB_SUCCESS;
 }
 
-/* Start the stopped TPM from these states; called with s->lock held */
+/*
+ * Start the stopped TPM from the blobs in @st; called with s->lock held.
+ * It needs a shutdown before it stops if @st's did.
+ */
 static TPM_RESULT tpm_libtpms_set_state_locked(TPMLibtpms *s,
-                                               const uint8_t *permanent,
-                                               uint32_t permanent_size,
-                                               const uint8_t *volatile_state,
-                                               uint32_t volatile_size,
+                                               const TPMLibtpmsState *st,
                                                size_t buffer_size)
 {
     TPM_RESULT res;
 
-    res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, permanent, permanent_size);
+    res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, st->permanent,
+                          st->permanent_size);
     if (res == TPMLIB_SUCCESS) {
-        res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE, volatile_state,
-                              volatile_size);
+        res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE, st->volatile_state,
+                              st->volatile_size);
     }
     if (res == TPMLIB_SUCCESS &&
         tpm_libtpms_start_locked(s, buffer_size) < 0) {
         res = TPM_FAIL;
     }
+    s->needs_shutdown = st->needs_shutdown;
     return res;
 }
 
@@ -946,15 +965,7 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         /* The state saved is the one the next command would see */
         tpm_libtpms_catch_up_locked(s);
-        s->mig.family = tpm_libtpms_family(s->version);
-        s->mig.running = s->running;
-        s->mig.needs_shutdown = s->needs_shutdown;
-        if (s->running) {
-            res = tpm_libtpms_get_state_locked(&s->mig.permanent,
-                                               &s->mig.permanent_size,
-                                               &s->mig.volatile_state,
-                                               &s->mig.volatile_size);
-        }
+        res = tpm_libtpms_get_state_locked(s, &s->mig);
     }
     if (res != TPMLIB_SUCCESS) {
         error_setg(errp, "tpm-libtpms: cannot get the TPM's state: 0x%x",
@@ -984,9 +995,7 @@ static int tpm_libtpms_post_save(void *opaque)
 {
     TPMLibtpms *s = opaque;
 
-    g_clear_pointer(&s->mig.permanent, g_free);
-    g_clear_pointer(&s->mig.volatile_state, g_free);
-    s->mig.permanent_size = s->mig.volatile_size = 0;
+    tpm_libtpms_state_clear(&s->mig);
     return 0;
 }
 
@@ -1065,31 +1074,15 @@ static bool tpm_libtpms_persist(TPMLibtpms *s, Error **errp)
            tpm_nvfile_set(s->nv, "permall", permanent, errp);
 }
 
-/* The TPM before a loadvm, to go back to if the load is refused */
-typedef struct TPMLibtpmsFallback {
-    bool running;
-    bool needs_shutdown;
-    uint8_t *permanent;
-    uint32_t permanent_size;
-    uint8_t *volatile_state;
-    uint32_t volatile_size;
-} TPMLibtpmsFallback;
-
-static bool tpm_libtpms_fallback_save(TPMLibtpms *s, TPMLibtpmsFallback *old,
+/* Keep the TPM as it is before a loadvm, in @old */
+static bool tpm_libtpms_fallback_save(TPMLibtpms *s, TPMLibtpmsState *old,
                                       Error **errp)
 {
-    TPM_RESULT res = TPMLIB_SUCCESS;
+    TPM_RESULT res;
 
     WITH_QEMU_LOCK_GUARD(&s->lock) {
         tpm_libtpms_catch_up_locked(s);
-        old->running = s->running;
-        old->needs_shutdown = s->needs_shutdown;
-        if (s->running) {
-            res = tpm_libtpms_get_state_locked(&old->permanent,
-                                               &old->permanent_size,
-                                               &old->volatile_state,
-                                               &old->volatile_size);
-        }
+        res = tpm_libtpms_get_state_locked(s, old);
     }
     if (res != TPMLIB_SUCCESS) {
         error_setg(errp, "tpm-libtpms: cannot keep the TPM's state to fall "
@@ -1101,7 +1094,7 @@ static bool tpm_libtpms_fallback_save(TPMLibtpms *s, TPMLibtpmsFallback *old,
 
 /* Put the TPM back as it was before a refused loadvm */
 static void tpm_libtpms_fallback_restore(TPMLibtpms *s,
-                                         TPMLibtpmsFallback *old)
+                                         const TPMLibtpmsState *old)
 {
     TPM_RESULT res = TPMLIB_SUCCESS;
 
@@ -1113,11 +1106,7 @@ static void tpm_libtpms_fallback_restore(TPMLibtpms *s,
         return;
     }
     WITH_QEMU_LOCK_GUARD(&s->lock) {
-        res = tpm_libtpms_set_state_locked(s, old->permanent,
-                                           old->permanent_size,
-                                           old->volatile_state,
-                                           old->volatile_size, 0);
-        s->needs_shutdown = old->needs_shutdown;
+        res = tpm_libtpms_set_state_locked(s, old, 0);
     }
     if (res != TPMLIB_SUCCESS) {
         /* libtpms refused a state it gave: commands fail, QEMU stays up */
@@ -1130,7 +1119,7 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
                                   Error **errp)
 {
     TPMLibtpms *s = opaque;
-    TPMLibtpmsFallback old = { 0 };
+    TPMLibtpmsState old = { 0 };
     TPM_RESULT res = TPMLIB_SUCCESS;
     bool incoming = s->incoming;
     size_t buffer_size = incoming ? s->incoming_buffer_size : 0;
@@ -1176,12 +1165,7 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
     }
     if (s->mig.running) {
         WITH_QEMU_LOCK_GUARD(&s->lock) {
-            res = tpm_libtpms_set_state_locked(s, s->mig.permanent,
-                                               s->mig.permanent_size,
-                                               s->mig.volatile_state,
-                                               s->mig.volatile_size,
-                                               buffer_size);
-            s->needs_shutdown = s->mig.needs_shutdown;
+            res = tpm_libtpms_set_state_locked(s, &s->mig, buffer_size);
         }
         if (res != TPMLIB_SUCCESS) {
             error_setg(errp, "tpm-libtpms: libtpms refused the incoming TPM "
@@ -1222,8 +1206,7 @@ refused:
         tpm_libtpms_fallback_restore(s, &old);
     }
 out:
-    g_free(old.permanent);
-    g_free(old.volatile_state);
+    tpm_libtpms_state_clear(&old);
     tpm_libtpms_post_save(s);
     return ok;
 }

@@ -1080,11 +1080,7 @@ static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
          * (read-only to a guest) and INTA, which follows the registers.
          */
         pci_config_set_interrupt_pin(pci_dev->config, 1);
-        if (!msix_enabled(pci_dev)) {
-            pci_set_irq(pci_dev, s->irq_level);
-        } else {
-            pci_set_irq(pci_dev, 0);
-        }
+        pci_set_irq(pci_dev, s->irq_level && !msix_enabled(pci_dev));
         return false;
     }
 

@@ -1380,6 +1380,21 @@ static void snapshot_job(QTestState *s, const char *what)
     g_assert_null(error);
 }
 
+/*
+ * A new TPM with "snapshot" in its NV index and @first extended into
+ * PCR 10, saved as the snapshot "snap" in a new qcow2 @image
+ */
+static void snapshot_first(QTestState *s, const char *image,
+                           const uint8_t *first)
+{
+    snapshot_disk(s, image, true);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "snapshot");
+    pcr_extend(s, first);
+    snapshot_job(s, "save");
+}
+
 /* A QEMU started on @path finds @data (8 bytes) in the TPM's NV index */
 static void assert_state_nv(const char *path, const char *data)
 {
@@ -1404,12 +1419,7 @@ static void test_snapshot(void)
     uint8_t pcr[32], expected[32], nv[8];
     QTestState *s = start_on(path, "");
 
-    snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
-    nv_define(s, NV_DATA_INDEX, 0, 8);
-    nv_write(s, NV_DATA_INDEX, "snapshot");
-    pcr_extend(s, first);
-    snapshot_job(s, "save");
+    snapshot_first(s, image, first);
 
     nv_write(s, NV_DATA_INDEX, "changed!");
     pcr_extend(s, second);
@@ -1534,12 +1544,7 @@ static void test_snapshot_refused(void)
     QTestState *s = start_on(path, "");
     size_t i;
 
-    snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
-    nv_define(s, NV_DATA_INDEX, 0, 8);
-    nv_write(s, NV_DATA_INDEX, "snapshot");
-    pcr_extend(s, first);
-    snapshot_job(s, "save");
+    snapshot_first(s, image, first);
     nv_write(s, NV_DATA_INDEX, "current!");
     pcr_extend(s, second);
 
