@@ -46,6 +46,7 @@
  */
 #include <libtpms/tpm_library.h>
 #include <libtpms/tpm_memory.h>
+#include <libtpms/tpm_nvfilename.h>
 #include <libtpms/tpm_tis.h>
 
 /* libtpms result codes */
@@ -147,6 +148,9 @@ struct TPMLibtpms {
 /* The one instance libtpms' callbacks work on */
 static TPMLibtpms *tpm_libtpms;
 
+/* In a child process that tries a state (tpm_libtpms_probe()) */
+static bool tpm_libtpms_probing;
+
 /*
  * libtpms' own messages.  Some it always prints (a TPM 2.0 that enters
  * failure mode, with the command that made it), to stderr unless it is
@@ -223,6 +227,75 @@ static uint32_t tpm_libtpms_family(TPMVersion version)
 }
 
 /*
+ * libtpms 0.9 and 0.10 trust a 16-bit length inside their TPM 2.0 state
+ * blobs: NVMarshal.c's block_skip_read() skips it without checking it
+ * against the bytes left, and once past the end the parsers check no
+ * length at all.  A damaged blob, from the state file or a migration
+ * stream, makes them read up to 64 KiB past its end.  A blob that
+ * carries this many zeros inside its length cannot be read past: a skip
+ * from inside the blob lands in the zeros, and zeros skip nothing.  The
+ * parsers stop at the end of the state they know, so a good blob loads
+ * the same with the zeros after it.
+ */
+#define TPM_LIBTPMS_BLOB_PAD    (64 * KiB)
+QEMU_BUILD_BUG_ON(TPM_LIBTPMS_BLOB_PAD <= UINT16_MAX);
+
+/* A TPM 2.0 volatile state ends in the SHA-1 of the bytes before it */
+#define TPM_LIBTPMS_SHA1_SIZE   20
+
+/* The @type digest of @data into @digest, which is @size bytes long */
+static void tpm_libtpms_checksum(GChecksumType type, const uint8_t *data,
+                                 size_t len, uint8_t *digest, gsize size)
+{
+    g_autoptr(GChecksum) checksum = g_checksum_new(type);
+
+    g_checksum_update(checksum, data, len);
+    g_checksum_get_digest(checksum, digest, &size);
+}
+
+/*
+ * The copy of a state blob that libtpms is given to parse, with the
+ * zeros after it for a TPM 2.0.  libtpms checks a volatile state's SHA-1
+ * in its last 20 bytes: the zeros go before them, and they become the
+ * SHA-1 of blob and zeros if they were the blob's own, or stay as they
+ * are, for libtpms to refuse, if they were not.
+ */
+static uint8_t *tpm_libtpms_blob_copy(TPMLibtpms *s, const uint8_t *blob,
+                                      size_t len, bool is_volatile,
+                                      uint32_t *copy_len)
+{
+    size_t body = len, padded = len + TPM_LIBTPMS_BLOB_PAD;
+    uint8_t *copy, *sha1;
+
+    if (s->version != TPM_VERSION_2_0 ||
+        (is_volatile && len < TPM_LIBTPMS_SHA1_SIZE)) {
+        *copy_len = len;
+        return g_memdup2(blob, len);
+    }
+    if (is_volatile) {
+        body -= TPM_LIBTPMS_SHA1_SIZE;
+    }
+    copy = g_malloc0(padded);
+    if (body) {
+        memcpy(copy, blob, body);
+    }
+    if (is_volatile) {
+        sha1 = copy + padded - TPM_LIBTPMS_SHA1_SIZE;
+        tpm_libtpms_checksum(G_CHECKSUM_SHA1, blob, body, sha1,
+                             TPM_LIBTPMS_SHA1_SIZE);
+        if (!memcmp(sha1, blob + body, TPM_LIBTPMS_SHA1_SIZE)) {
+            tpm_libtpms_checksum(G_CHECKSUM_SHA1, copy,
+                                 padded - TPM_LIBTPMS_SHA1_SIZE, sha1,
+                                 TPM_LIBTPMS_SHA1_SIZE);
+        } else {
+            memcpy(sha1, blob + body, TPM_LIBTPMS_SHA1_SIZE);
+        }
+    }
+    *copy_len = padded;
+    return copy;
+}
+
+/*
  * Callbacks from libtpms.  They run inside TPMLIB_MainInit,
  * TPMLIB_Process, TPMLIB_Terminate and TPM_IO_TpmEstablished_Reset,
  * which are only called with tpm_libtpms->lock held.
@@ -241,19 +314,21 @@ static TPM_RESULT tpm_libtpms_cb_nvram_loaddata(unsigned char **data,
     g_autoptr(GBytes) blob = tpm_nvfile_get(tpm_libtpms->nv, name);
     const void *src;
     size_t len;
-    TPM_RESULT res;
 
     if (!blob) {
         return TPMLIB_RETRY;
     }
     src = g_bytes_get_data(blob, &len);
-    /* libtpms frees the buffer with TPM_Free() */
-    res = TPM_Malloc(data, len);
-    if (res != TPMLIB_SUCCESS) {
-        return res;
+    if (!len) {
+        return TPM_FAIL;
     }
-    memcpy(*data, src, len);
-    *length = len;
+    /*
+     * libtpms frees the buffer with free(), which GLib's allocator is
+     * since 2.46
+     */
+    *data = tpm_libtpms_blob_copy(tpm_libtpms, src, len,
+                                  !strcmp(name, TPM_VOLATILESTATE_NAME),
+                                  length);
     return TPMLIB_SUCCESS;
 }
 
@@ -302,10 +377,14 @@ static TPM_RESULT tpm_libtpms_cb_nvram_storedata(const unsigned char *data,
                                                  uint32_t tpm_number,
                                                  const char *name)
 {
-    g_autoptr(GBytes) blob = g_bytes_new(data, length);
+    g_autoptr(GBytes) blob = NULL;
     Error *err = NULL;
     bool ok;
 
+    if (tpm_libtpms_probing) {
+        return TPMLIB_SUCCESS;
+    }
+    blob = g_bytes_new(data, length);
     /* On failure the guest gets a TPM failure; the old state stays */
     ok = tpm_nvfile_set(tpm_libtpms->nv, name, blob, &err);
     tpm_libtpms_store_result(tpm_libtpms, err);
@@ -321,6 +400,9 @@ static TPM_RESULT tpm_libtpms_cb_nvram_deletename(uint32_t tpm_number,
 
     if (!blob) {
         return must_exist ? TPM_FAIL : TPMLIB_SUCCESS;
+    }
+    if (tpm_libtpms_probing) {
+        return TPMLIB_SUCCESS;
     }
     if (!tpm_nvfile_set(tpm_libtpms->nv, name, NULL, &err)) {
         tpm_libtpms_store_result(tpm_libtpms, err);
@@ -465,12 +547,36 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
  * fails again at every reset, which a guest can make as often as it
  * likes: report the first failure of a run, and trace the others.
  */
+/* Drop what libtpms wrote to its log since the last call */
+static void tpm_libtpms_log_discard(void)
+{
+    char buf[1024];
+
+    while (read(tpm_libtpms_log_fds[0], buf, sizeof(buf)) > 0) {
+        /* nothing */
+    }
+}
+
 static void tpm_libtpms_start_result(TPMLibtpms *s, Error *err)
 {
     if (err) {
         trace_tpm_libtpms_start_failed(error_get_pretty(err));
     }
     tpm_libtpms_report_run(&s->start_failing, err, "the TPM started");
+}
+
+/* Make libtpms a TPM of @s's version, which calls us back */
+static TPM_RESULT tpm_libtpms_setup(TPMLibtpms *s)
+{
+    TPM_RESULT res;
+
+    res = TPMLIB_ChooseTPMVersion(s->version == TPM_VERSION_1_2 ?
+                                  TPMLIB_TPM_VERSION_1_2 :
+                                  TPMLIB_TPM_VERSION_2);
+    if (res == TPMLIB_SUCCESS) {
+        res = TPMLIB_RegisterCallbacks(&tpm_libtpms_callbacks);
+    }
+    return res;
 }
 
 /* Start libtpms; called with s->lock held */
@@ -480,12 +586,7 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
     TPM_RESULT res;
     Error *err = NULL;
 
-    res = TPMLIB_ChooseTPMVersion(s->version == TPM_VERSION_1_2 ?
-                                  TPMLIB_TPM_VERSION_1_2 :
-                                  TPMLIB_TPM_VERSION_2);
-    if (res == TPMLIB_SUCCESS) {
-        res = TPMLIB_RegisterCallbacks(&tpm_libtpms_callbacks);
-    }
+    res = tpm_libtpms_setup(s);
     if (res != TPMLIB_SUCCESS) {
         error_setg(&err, "tpm-libtpms: could not set up TPM %s: 0x%x",
                    tpm_libtpms_version_str(s->version), res);
@@ -864,18 +965,15 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
 
 /*
  * The digest a stream carries of a state blob.  libtpms' parsers of its
- * own state do not survive every damaged blob (libtpms 0.9.2 reads far
- * out of bounds on some); the digest keeps a stream damaged on its way
+ * own state do not take every damaged blob well (see
+ * TPM_LIBTPMS_BLOB_PAD); the digest keeps a stream damaged on its way
  * from reaching them.
  */
 static void tpm_libtpms_digest(const uint8_t *data, uint32_t len,
                                uint8_t digest[TPM_LIBTPMS_DIGEST_SIZE])
 {
-    g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
-    gsize digest_len = TPM_LIBTPMS_DIGEST_SIZE;
-
-    g_checksum_update(sha256, data, len);
-    g_checksum_get_digest(sha256, digest, &digest_len);
+    tpm_libtpms_checksum(G_CHECKSUM_SHA256, data, len, digest,
+                         TPM_LIBTPMS_DIGEST_SIZE);
 }
 
 static bool tpm_libtpms_digest_ok(const uint8_t *data, uint32_t len,
@@ -930,6 +1028,138 @@ static TPM_RESULT tpm_libtpms_get_state_locked(TPMLibtpms *s,
     return TPMLIB_SUCCESS;
 }
 
+/* Give the stopped TPM the blobs in @st, for it to start from */
+static TPM_RESULT tpm_libtpms_set_blobs(TPMLibtpms *s,
+                                        const TPMLibtpmsState *st)
+{
+    g_autofree uint8_t *permanent = NULL, *volatile_state = NULL;
+    uint32_t permanent_len, volatile_len;
+    TPM_RESULT res;
+
+    permanent = tpm_libtpms_blob_copy(s, st->permanent, st->permanent_size,
+                                      false, &permanent_len);
+    volatile_state = tpm_libtpms_blob_copy(s, st->volatile_state,
+                                           st->volatile_size, true,
+                                           &volatile_len);
+    res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, permanent, permanent_len);
+    if (res == TPMLIB_SUCCESS) {
+        res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE, volatile_state,
+                              volatile_len);
+    }
+    return res;
+}
+
+/*
+ * libtpms takes a state it is given to be one it wrote.  Some crafted
+ * ones crash it: libtpms 0.9 and 0.10 meet them with a failed assertion,
+ * which longjmp()s to a jump buffer that only a command in progress
+ * sets (fuzz/libtpms/README.md).  A state from outside QEMU (the state
+ * file as the TPM is created, a migration stream's or a snapshot's) is
+ * therefore first loaded by a child process, and QEMU loads it only if
+ * the child lived to answer.  The child reads the state from memory and
+ * writes nothing (tpm_libtpms_probing drops what libtpms stores); one
+ * that takes longer than this is killed, as the state would hang QEMU.
+ */
+#define TPM_LIBTPMS_PROBE_SECONDS 30
+
+static G_NORETURN void tpm_libtpms_probe_child(TPMLibtpms *s,
+                                               const TPMLibtpmsState *st,
+                                               int answer_fd)
+{
+    TPM_RESULT res;
+    sigset_t set;
+    int fd;
+
+    tpm_libtpms_probing = true;
+    tpm_libtpms = s;
+    /* What a crash prints, its sanitizer report included, is of no use */
+    fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+        dup2(fd, STDERR_FILENO);
+    }
+    signal(SIGALRM, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    alarm(TPM_LIBTPMS_PROBE_SECONDS);
+
+    if (s->running) {
+        TPMLIB_Terminate();
+    }
+    if (!s->nv) {
+        /* An incoming migration's TPM, which has no state yet */
+        s->nv = tpm_nvfile_open(NULL, tpm_libtpms_family(s->version), false,
+                                &error_abort);
+    }
+    res = tpm_libtpms_setup(s);
+    if (res == TPMLIB_SUCCESS && st) {
+        res = tpm_libtpms_set_blobs(s, st);
+    }
+    if (res == TPMLIB_SUCCESS) {
+        res = TPMLIB_MainInit();
+    }
+    _exit(write(answer_fd, &res, sizeof(res)) == sizeof(res) ? 0 : 1);
+}
+
+/*
+ * Try the state in @st, or with @st NULL the one in s->nv, in a child
+ * process; called with s->lock held, so that the child's libtpms is
+ * between calls.  False, with @errp set, if libtpms does not survive
+ * the state; true if it does, whether it takes the state or refuses it.
+ */
+static bool tpm_libtpms_probe(TPMLibtpms *s, const TPMLibtpmsState *st,
+                              Error **errp)
+{
+    static bool warned;
+    g_autoptr(GError) gerr = NULL;
+    int fds[2], status = 0;
+    TPM_RESULT res;
+    ssize_t n;
+    pid_t pid;
+
+    if (!g_unix_open_pipe(fds, FD_CLOEXEC, &gerr)) {
+        error_setg(errp, "no pipe to try it with: %s", gerr->message);
+        return false;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        tpm_libtpms_probe_child(s, st, fds[1]);
+    }
+    qemu_close(fds[1]);
+    if (pid < 0) {
+        qemu_close(fds[0]);
+        /* -sandbox on,spawn=deny among others */
+        if (!warned) {
+            warn_report("tpm-libtpms: cannot try TPM states in a child "
+                        "process: %s; a state crafted to crash libtpms "
+                        "would crash QEMU", strerror(errno));
+            warned = true;
+        }
+        return true;
+    }
+    n = RETRY_ON_EINTR(read(fds[0], &res, sizeof(res)));
+    qemu_close(fds[0]);
+    RETRY_ON_EINTR(waitpid(pid, &status, 0));
+    if (n == sizeof(res)) {
+        /* The load in QEMU says the same */
+        tpm_libtpms_log_discard();
+        return true;
+    }
+    tpm_libtpms_log_drain();
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        error_setg(errp, "libtpms does not survive loading it (it did not "
+                   "finish in %d s)", TPM_LIBTPMS_PROBE_SECONDS);
+    } else if (WIFSIGNALED(status)) {
+        error_setg(errp, "libtpms does not survive loading it (%s)",
+                   strsignal(WTERMSIG(status)));
+    } else {
+        error_setg(errp, "libtpms does not survive loading it (exit "
+                   "status %d)", WEXITSTATUS(status));
+    }
+    return false;
+}
+
 /*
  * Start the stopped TPM from the blobs in @st; called with s->lock held.
  * It needs a shutdown before it stops if @st's did.
@@ -940,12 +1170,7 @@ static TPM_RESULT tpm_libtpms_set_state_locked(TPMLibtpms *s,
 {
     TPM_RESULT res;
 
-    res = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, st->permanent,
-                          st->permanent_size);
-    if (res == TPMLIB_SUCCESS) {
-        res = TPMLIB_SetState(TPMLIB_STATE_VOLATILE, st->volatile_state,
-                              st->volatile_size);
-    }
+    res = tpm_libtpms_set_blobs(s, st);
     if (res == TPMLIB_SUCCESS &&
         tpm_libtpms_start_locked(s, buffer_size) < 0) {
         res = TPM_FAIL;
@@ -1147,6 +1372,18 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
                    "its checksum does not match");
         goto out;
     }
+    if (s->mig.running) {
+        bool survived;
+
+        WITH_QEMU_LOCK_GUARD(&s->lock) {
+            survived = tpm_libtpms_probe(s, &s->mig, errp);
+        }
+        if (!survived) {
+            error_prepend(errp, "tpm-libtpms: the incoming TPM state is "
+                          "refused: ");
+            goto out;
+        }
+    }
 
     /* loadvm: the TPM as it is, should the stream's be refused */
     if (!incoming && !tpm_libtpms_fallback_save(s, &old, errp)) {
@@ -1237,6 +1474,20 @@ static const VMStateDescription vmstate_tpm_libtpms = {
 
 /* Creation */
 
+/* Try the state that s->nv read from the state file, if any */
+static bool tpm_libtpms_probe_file(TPMLibtpms *s, Error **errp)
+{
+    g_autoptr(GBytes) permanent = tpm_nvfile_get(s->nv,
+                                                 TPM_PERMANENT_ALL_NAME);
+
+    QEMU_LOCK_GUARD(&s->lock);
+    if (permanent && !tpm_libtpms_probe(s, NULL, errp)) {
+        error_prepend(errp, "TPM state file '%s' is refused: ", s->path);
+        return false;
+    }
+    return true;
+}
+
 static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
                                    Error **errp)
 {
@@ -1272,7 +1523,7 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
     } else {
         s->nv = tpm_nvfile_open(path, tpm_libtpms_family(version), false,
                                 errp);
-        if (!s->nv) {
+        if (!s->nv || !tpm_libtpms_probe_file(s, errp)) {
             object_unref(OBJECT(s));
             return NULL;
         }

@@ -27,6 +27,7 @@
 #define TPM2_RH_OWNER           0x40000001
 #define TPM2_RH_NULL            0x40000007
 #define TPM2_RH_ENDORSEMENT     0x4000000b
+#define EK_HANDLE               0x81010001
 #define TPM2_RS_PW              0x40000009
 #define TPM2_SU_CLEAR           0x0000
 #define TPM2_SU_STATE           0x0001
@@ -273,7 +274,7 @@ static void pcr_expected(const uint8_t *data, uint8_t *digest)
  * TPM2_CreatePrimary of the endorsement key with the default RSA-2048
  * template of the TCG EK Credential Profile; returns its TPM2B_PUBLIC.
  */
-static GBytes *create_ek(QTestState *s)
+static GBytes *create_ek(QTestState *s, uint32_t *handle)
 {
     static const uint8_t policy[32] = {
         0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8,
@@ -309,9 +310,26 @@ static GBytes *create_ek(QTestState *s)
     cmd_ok(s, &c, rsp, sizeof(rsp));
 
     /* objectHandle, parameterSize, then outPublic */
+    if (handle) {
+        *handle = ldl_be_p(rsp + TPM_RSP_HDR_SIZE);
+    }
     pub_start = TPM_RSP_HDR_SIZE + 8;
     pub_len = 2 + lduw_be_p(rsp + pub_start);
     return g_bytes_new(rsp + pub_start, pub_len);
+}
+
+/* TPM2_EvictControl: the transient @object persists as @handle */
+static void evict_control(QTestState *s, uint32_t object, uint32_t handle)
+{
+    uint8_t rsp[64];
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_SESSIONS, 0x120);
+    put32(&c, TPM2_RH_OWNER);
+    put32(&c, object);
+    put_pw_session(&c);
+    put32(&c, handle);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
 }
 
 static char *state_path(const char *name)
@@ -348,7 +366,7 @@ static void test_restart(void)
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "persist!");
     pcr_extend(s, data);
-    ek = create_ek(s);
+    ek = create_ek(s, NULL);
     /* QEMU quits without the guest shutting the TPM down */
     qtest_quit(s);
     g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
@@ -364,7 +382,7 @@ static void test_restart(void)
     g_assert_cmpmem(pcr, 32, expected, 32);
     nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
     g_assert_cmpmem(nv, 8, "persist!", 8);
-    ek2 = create_ek(s);
+    ek2 = create_ek(s, NULL);
     g_assert_true(g_bytes_equal(ek, ek2));
     qtest_quit(s);
 }
@@ -1231,8 +1249,25 @@ static void test_migrate_resumed_source(void)
 }
 
 /*
+ * Damage a TPM 2.0 permanent state of libtpms 0.9 or 0.10 so that its
+ * parser reads past its end: the state ends in a block its parser skips
+ * (present, 16-bit size 0) and a 4-byte magic; a size of 0xffff has the
+ * parser read the magic 64 KiB past the end.
+ */
+static void permanent_overread(uint8_t *blob, size_t len)
+{
+    static const uint8_t tail[] = { 0x01, 0x00, 0x00 };
+
+    g_assert_cmpuint(len, >, 7);
+    g_assert_cmpmem(blob + len - 7, 3, tail, 3);
+    stw_be_p(blob + len - 6, 0xffff);
+}
+
+/*
  * A damaged stream fails the incoming migration cleanly, and leaves the
- * destination's state file alone
+ * destination's state file alone; so does one crafted, digests and all,
+ * to make libtpms read past its permanent state
+ * (vtpm-pci-migration-fuzz found one)
  */
 static void test_migrate_corrupt(void)
 {
@@ -1265,7 +1300,7 @@ static void test_migrate_corrupt(void)
     fields += strlen(idstr) + 8;
     g_assert_cmpuint(ldl_be_p(fields), ==, 2);
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         g_autofree char *copy = g_memdup2(img, len);
         char *f = copy + (fields - img);
         uint32_t permanent_size = ldl_be_p(f + 6);
@@ -1276,17 +1311,22 @@ static void test_migrate_corrupt(void)
             "tpm-libtpms/state sizes",
             "the incoming TPM state is damaged: its checksum does not match",
             "libtpms refused the incoming TPM state",
+            "libtpms refused the incoming TPM state",
         };
 
         if (i == 0) {
             /* An absurd size for the permanent state */
             stl_be_p(f + 6, 0x7fffffff);
-        } else {
+        } else if (i < 3) {
             /* The permanent state's own header, mangled */
             g_assert_cmpuint(f + 78 + permanent_size - copy, <=, len);
             memset(f + 78, 0xa5, 8);
+        } else {
+            /* The permanent state made to be read past its end */
+            g_assert_cmpuint(f + 78 + permanent_size - copy, <=, len);
+            permanent_overread((uint8_t *)f + 78, permanent_size);
         }
-        if (i == 2) {
+        if (i >= 2) {
             /* ... and its digest made to match */
             gsize digest_len = 32;
             g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
@@ -1482,11 +1522,35 @@ static void test_lock_states(void)
 }
 
 /*
+ * Make the persistent object whose TPM2B_PUBLIC is @pub, in a TPM 2.0
+ * permanent state, one that crashes libtpms 0.9 and 0.10: its sensitive
+ * part (which follows the public one, and its RSA modulus) of the type
+ * TPM_ALG_ERROR, which they assert has no seed, while it keeps the
+ * object's.  The failed assertion longjmp()s to a jump buffer that only
+ * a command in progress sets.
+ */
+static void sensitive_crash(uint8_t *blob, size_t len, GBytes *pub)
+{
+    gsize pub_len;
+    const uint8_t *p = g_bytes_get_data(pub, &pub_len);
+    uint8_t *modulus;
+
+    g_assert_cmpuint(pub_len, >, 256);
+    modulus = memmem(blob, len, p + pub_len - 256, 256);
+    g_assert_nonnull(modulus);
+    g_assert_cmpuint(modulus + 256 + 2 - blob, <=, len);
+    g_assert_cmphex(lduw_be_p(modulus + 256), ==, 0x0001); /* TPM_ALG_RSA */
+    stw_be_p(modulus + 256, 0x0000);                       /* ..._ERROR */
+}
+
+/*
  * Change the TPM state in the snapshot in @image, in place (QEMU has the
  * image open): its family to @family, or with @family 0, the permanent
- * state's header, with the digest made to match
+ * state's header, or with @ek too, the persistent object of that public
+ * part (sensitive_crash()), with the digest made to match
  */
-static void snapshot_tamper(const char *image, uint32_t family)
+static void snapshot_tamper(const char *image, uint32_t family,
+                            GBytes *ek)
 {
     g_autofree char *img = NULL;
     g_autoptr(GChecksum) sha256 = g_checksum_new(G_CHECKSUM_SHA256);
@@ -1510,7 +1574,11 @@ static void snapshot_tamper(const char *image, uint32_t family)
     g_assert_cmpuint(f + 78 + permanent_size - img, <=, len);
     stl_be_p(f, family ? family : 2);
     if (!family) {
-        memset(f + 78, 0xa5, 8);
+        if (ek) {
+            sensitive_crash((uint8_t *)f + 78, permanent_size, ek);
+        } else {
+            memset(f + 78, 0xa5, 8);
+        }
         g_checksum_update(sha256, (guchar *)f + 78, permanent_size);
         g_checksum_get_digest(sha256, (guint8 *)f + 14, &digest_len);
     }
@@ -1551,7 +1619,7 @@ static void test_snapshot_refused(void)
     for (i = 0; i < ARRAY_SIZE(cases); i++) {
         g_autofree char *error = NULL;
 
-        snapshot_tamper(image, cases[i].family);
+        snapshot_tamper(image, cases[i].family, NULL);
         error = snapshot_run(s, "load");
         g_assert_nonnull(error);
         g_assert_nonnull(strstr(error, cases[i].error));
@@ -1658,6 +1726,124 @@ static void write_state(const char *path, uint32_t family, const char *name,
                                       img->len, NULL));
 }
 
+/* Blob @name of the state file at @path, as write_state() lays it out */
+static GBytes *read_state_blob(const char *path, const char *name)
+{
+    g_autofree char *img = NULL;
+    gsize len, pos = 52;
+
+    g_assert_true(g_file_get_contents(path, &img, &len, NULL));
+    while (pos + 2 <= len) {
+        size_t name_len = lduw_be_p(img + pos);
+        size_t blob_len;
+
+        g_assert_cmpuint(pos + 2 + name_len + 4, <=, len);
+        blob_len = ldl_be_p(img + pos + 2 + name_len);
+        g_assert_cmpuint(pos + 6 + name_len + blob_len, <=, len);
+        if (name_len == strlen(name) && !memcmp(img + pos + 2, name,
+                                                name_len)) {
+            return g_bytes_new(img + pos + 6 + name_len, blob_len);
+        }
+        pos += 6 + name_len + blob_len;
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * A state file whose permanent state makes libtpms read 64 KiB past it
+ * (tpm-libtpms-state-fuzz found it; see fuzz/libtpms/README.md): the
+ * state reaches libtpms followed by zeros, the TPM fails as for any
+ * state libtpms refuses, and the file is left as it is.  Under ASan the
+ * read itself is the failure.
+ */
+static void test_libtpms_overread(void)
+{
+    g_autofree char *good = state_path("overread-good");
+    g_autofree char *path = state_path("overread");
+    g_autofree char *before = NULL, *after = NULL;
+    g_autoptr(GBytes) permanent = NULL;
+    g_autofree uint8_t *blob = NULL;
+    gsize len;
+    QTestState *s;
+
+    s = start_on(good, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+    permanent = read_state_blob(good, "permall");
+
+    /* The good state loads as it is, and through the same path */
+    write_state(path, 2, "permall", g_bytes_get_data(permanent, NULL),
+                g_bytes_get_size(permanent));
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    qtest_quit(s);
+
+    blob = g_bytes_unref_to_data(g_steal_pointer(&permanent), &len);
+    permanent_overread(blob, len);
+    write_state(path, 2, "permall", blob, len);
+    before = file_digest(path);
+    s = start_on(path, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_FAIL);
+    qtest_quit(s);
+    after = file_digest(path);
+    g_assert_cmpstr(before, ==, after);
+}
+
+/*
+ * A TPM state that crashes libtpms, in a snapshot or in a state file
+ * (tpm-libtpms-state-fuzz found one): libtpms tries it in a child
+ * process first, and QEMU refuses it.  The failed loadvm leaves the TPM
+ * as the load found it; QEMU does not start on the state file, and
+ * leaves it alone.
+ */
+static void test_libtpms_crash(void)
+{
+    g_autofree char *path = state_path("crash");
+    g_autofree char *bad = state_path("crash-file");
+    g_autofree char *image = state_path("crash.qcow2");
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t", bad);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state file '%s' is refused: libtpms does not survive loading "
+        "it", bad);
+    g_autofree char *error = NULL, *before = NULL, *after = NULL;
+    g_autoptr(GBytes) ek = NULL, permanent = NULL;
+    g_autofree uint8_t *blob = NULL;
+    uint32_t handle;
+    uint8_t nv[8];
+    gsize len;
+    QTestState *s = start_on(path, "");
+
+    snapshot_disk(s, image, true);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    ek = create_ek(s, &handle);
+    evict_control(s, handle, EK_HANDLE);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "snapshot");
+    snapshot_job(s, "save");
+    nv_write(s, NV_DATA_INDEX, "current!");
+
+    snapshot_tamper(image, 0, ek);
+    error = snapshot_run(s, "load");
+    g_assert_nonnull(error);
+    g_assert_nonnull(strstr(error, "the incoming TPM state is refused: "
+                            "libtpms does not survive loading it"));
+    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, "current!", 8);
+    qtest_quit(s);
+
+    permanent = read_state_blob(path, "permall");
+    blob = g_bytes_unref_to_data(g_steal_pointer(&permanent), &len);
+    sensitive_crash(blob, len, ek);
+    write_state(bad, 2, "permall", blob, len);
+    before = file_digest(bad);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    after = file_digest(bad);
+    g_assert_cmpstr(before, ==, after);
+}
+
 /*
  * A well-formed file whose TPM state libtpms refuses: QEMU runs, the TPM
  * fails every command, the file is left as it is, and loading a snapshot
@@ -1758,6 +1944,9 @@ int main(int argc, char **argv)
                    test_snapshot_refused);
     qtest_add_func("/tpm-libtpms/state/sandbox", test_sandbox);
     qtest_add_func("/tpm-libtpms/state/refused-state", test_refused_state);
+    qtest_add_func("/tpm-libtpms/state/libtpms-overread",
+                   test_libtpms_overread);
+    qtest_add_func("/tpm-libtpms/state/libtpms-crash", test_libtpms_crash);
     qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
     qtest_add_func("/tpm-libtpms/state/storage-error-log",
                    test_storage_error_log);
