@@ -347,7 +347,9 @@ def boot(name, line, initrd, qemu_args, uses_swtpm, driver, params,
         if uses_swtpm:
             sock, swtpm_pid = start_swtpm(tmp)
             args = [a.replace('{sock}', sock) for a in args]
-        append = ('console=ttyS0 quiet panic=-1 rdinit=/bench-init '
+        # no_timer_check: as in contrib/vtpm-pci/guest/e2e.sh
+        append = ('console=ttyS0 quiet no_timer_check panic=-1 '
+                  'rdinit=/bench-init '
                   'rng_core.default_quality=0 bench.driver=%s %s'
                   % (driver, params))
         # QEMU connects to both at startup: the guest's marks on its
