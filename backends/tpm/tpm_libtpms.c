@@ -1066,21 +1066,32 @@ static G_NORETURN void tpm_libtpms_probe_child(TPMLibtpms *s,
                                                const TPMLibtpmsState *st,
                                                int answer_fd)
 {
+    static const int fatal[] = {
+        SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM,
+    };
     TPM_RESULT res;
     sigset_t set;
+    size_t i;
     int fd;
 
     tpm_libtpms_probing = true;
     tpm_libtpms = s;
-    /* What a crash prints, its sanitizer report included, is of no use */
+    /*
+     * A crash ends the child there and then: none of the handlers it
+     * inherited (QEMU's, a sanitizer's or a fuzzer's, which would report
+     * the parent's input as a crash) runs, and what it would print goes
+     * nowhere
+     */
+    sigemptyset(&set);
+    for (i = 0; i < ARRAY_SIZE(fatal); i++) {
+        signal(fatal[i], SIG_DFL);
+        sigaddset(&set, fatal[i]);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     fd = open("/dev/null", O_WRONLY);
     if (fd >= 0) {
         dup2(fd, STDERR_FILENO);
     }
-    signal(SIGALRM, SIG_DFL);
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     alarm(TPM_LIBTPMS_PROBE_SECONDS);
 
     if (s->running) {
