@@ -110,6 +110,11 @@ struct TPMLibtpms {
      */
     bool lost;
     NotifierWithReturn migration_notifier;
+    /*
+     * The states (their digests, tpm_libtpms_state_key()) that libtpms
+     * saved or a child survived: no need to try them again
+     */
+    GHashTable *known_states;
 
     /*
      * Serialises the calls into libtpms (and its calls back into us),
@@ -1059,6 +1064,8 @@ static TPM_RESULT tpm_libtpms_set_blobs(TPMLibtpms *s,
  * the child lived to answer.  The child reads the state from memory and
  * writes nothing (tpm_libtpms_probing drops what libtpms stores); one
  * that takes longer than this is killed, as the state would hang QEMU.
+ * A stream's state that this QEMU saved, or has tried before, is not
+ * tried again (known_states).
  */
 #define TPM_LIBTPMS_PROBE_SECONDS 30
 
@@ -1190,6 +1197,20 @@ static TPM_RESULT tpm_libtpms_set_state_locked(TPMLibtpms *s,
     return res;
 }
 
+/*
+ * What identifies a stream's state: the digests of its blobs, which
+ * post_load checks before anything else
+ */
+static GBytes *tpm_libtpms_state_key(const TPMLibtpmsState *st)
+{
+    uint8_t key[2 * TPM_LIBTPMS_DIGEST_SIZE];
+
+    memcpy(key, st->permanent_digest, TPM_LIBTPMS_DIGEST_SIZE);
+    memcpy(key + TPM_LIBTPMS_DIGEST_SIZE, st->volatile_digest,
+           TPM_LIBTPMS_DIGEST_SIZE);
+    return g_bytes_new(key, sizeof(key));
+}
+
 static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
 {
     TPMLibtpms *s = opaque;
@@ -1212,6 +1233,10 @@ static bool tpm_libtpms_pre_save(void *opaque, Error **errp)
                        s->mig.permanent_digest);
     tpm_libtpms_digest(s->mig.volatile_state, s->mig.volatile_size,
                        s->mig.volatile_digest);
+    if (s->mig.running) {
+        /* A snapshot of it loaded back needs no try */
+        g_hash_table_add(s->known_states, tpm_libtpms_state_key(&s->mig));
+    }
 
     /*
      * Another QEMU may load this state, and take the file over: the lock
@@ -1384,16 +1409,20 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
         goto out;
     }
     if (s->mig.running) {
-        bool survived;
+        g_autoptr(GBytes) key = tpm_libtpms_state_key(&s->mig);
+        bool survived = true;
 
-        WITH_QEMU_LOCK_GUARD(&s->lock) {
-            survived = tpm_libtpms_probe(s, &s->mig, errp);
+        if (!g_hash_table_contains(s->known_states, key)) {
+            WITH_QEMU_LOCK_GUARD(&s->lock) {
+                survived = tpm_libtpms_probe(s, &s->mig, errp);
+            }
         }
         if (!survived) {
             error_prepend(errp, "tpm-libtpms: the incoming TPM state is "
                           "refused: ");
             goto out;
         }
+        g_hash_table_add(s->known_states, g_steal_pointer(&key));
     }
 
     /* loadvm: the TPM as it is, should the stream's be refused */
@@ -1592,6 +1621,9 @@ static void tpm_libtpms_inst_init(Object *obj)
 
     s->version = TPM_VERSION_2_0;
     qemu_mutex_init(&s->lock);
+    s->known_states = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
+                                            (GDestroyNotify)g_bytes_unref,
+                                            NULL);
 }
 
 static void tpm_libtpms_inst_finalize(Object *obj)
@@ -1608,6 +1640,7 @@ static void tpm_libtpms_inst_finalize(Object *obj)
     tpm_nvfile_close(s->nv);
     tpm_libtpms_post_save(s);
     g_free(s->path);
+    g_hash_table_unref(s->known_states);
     qemu_mutex_destroy(&s->lock);
 }
 
