@@ -329,43 +329,59 @@ static GByteArray *vtpm_fuzz_save_devices(void)
 }
 
 /*
+ * The end of the section at @p (just past its footer), where the stream
+ * goes on with its last byte, QEMU_VM_EOF, or with a run of sections up
+ * to it; NULL if there is no such end.  A section does not say how long
+ * its payload is: its footer is searched for, and the payload may hold
+ * the same bytes (a TPM state blob did, now and then), so an end counts
+ * only if the rest of the stream parses after it.
+ */
+static const uint8_t *vtpm_fuzz_section_end(const uint8_t *p,
+                                            const uint8_t *end)
+{
+    uint8_t footer[5] = { QEMU_VM_SECTION_FOOTER };
+    const uint8_t *tail, *next;
+
+    if (end - p < 6 || *p != QEMU_VM_SECTION_FULL || !p[5] ||
+        end - p - 6 < p[5] + 8) {
+        return NULL;
+    }
+    memcpy(footer + 1, p + 1, 4);
+    for (tail = p + 6 + p[5] + 8;
+         (tail = memmem(tail, end - tail, footer, sizeof(footer)));
+         tail++) {
+        next = tail + sizeof(footer);
+        if ((next == end - 1 && *next == QEMU_VM_EOF) ||
+            vtpm_fuzz_section_end(next, end)) {
+            return next;
+        }
+    }
+    return NULL;
+}
+
+/*
  * The sections of @stream (qemu_save_device_state()'s output: a file
- * header, then sections with footers) that belong to the card and its
- * TPM (@ours), or to the PCI bus (!@ours)
+ * header, then sections with footers, then QEMU_VM_EOF) that belong to
+ * the card and its TPM (@ours), or to the PCI bus (!@ours)
  */
 static GByteArray *vtpm_fuzz_sections(const GByteArray *stream, bool ours)
 {
     GByteArray *out = g_byte_array_new();
     const uint8_t *p = stream->data + 8, *end = stream->data + stream->len;
+    const uint8_t *next;
 
-    while (p < end && *p == QEMU_VM_SECTION_FULL) {
-        uint8_t footer[5] = { QEMU_VM_SECTION_FOOTER };
-        uint8_t idlen = p[5];
-        g_autofree char *idstr = g_strndup((const char *)p + 6, idlen);
-        const uint8_t *payload = p + 6 + idlen + 8;
-        const uint8_t *tail;
-        bool card = !strcmp(idstr, "tpm-libtpms") ||
-                    g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI);
+    for (; p < end - 1; p = next) {
+        g_autofree char *idstr = NULL;
+        bool card;
 
-        memcpy(footer + 1, p + 1, 4);
-        /* The footer, followed by the end or by the next section's start */
-        for (tail = payload;
-             (tail = memmem(tail, end - tail, footer, sizeof(footer)));
-             tail++) {
-            const uint8_t *next = tail + sizeof(footer);
-
-            if ((next < end && *next == QEMU_VM_EOF) ||
-                (end - next > 6 && *next == QEMU_VM_SECTION_FULL &&
-                 next[5] > 0 && end - next - 6 > next[5] &&
-                 g_ascii_isgraph(next[6]))) {
-                break;
-            }
-        }
-        g_assert(tail);
+        next = vtpm_fuzz_section_end(p, end);
+        g_assert(next);
+        idstr = g_strndup((const char *)p + 6, p[5]);
+        card = !strcmp(idstr, "tpm-libtpms") ||
+               g_str_has_suffix(idstr, "/" TYPE_VTPM_PCI);
         if (ours ? card : !strcmp(idstr, "PCIBUS")) {
-            g_byte_array_append(out, p, tail + sizeof(footer) - p);
+            g_byte_array_append(out, p, next - p);
         }
-        p = tail + sizeof(footer);
     }
     return out;
 }
