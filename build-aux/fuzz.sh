@@ -16,6 +16,11 @@
 #   fuzz.sh smoke           build, then replay every committed corpus and
 #                           run a short fuzz of each target with a fixed
 #                           seed: what CI runs
+#   fuzz.sh minimize [TARGET...]
+#                           build, then fold each campaign corpus into
+#                           the committed one, fuzz/corpus/TARGET: its
+#                           named seeds, and the fewest other inputs that
+#                           reach as far as all of them (for "git add")
 #   fuzz.sh qtests          build, then run the suite's qtests
 #                           (build-aux/tests.sh) on this ASan and UBSan
 #                           build; fails on any sanitizer report
@@ -83,7 +88,8 @@ declare -A SMOKE_RUNS=([vtpm-pci-tpm12-fuzz]=20 [generic-fuzz-vtpm-pci-tpm12]=20
     [tpm-libtpms-state-fuzz]=100 [vtpm-pci-hotplug-fuzz]=300)
 SMOKE_RUNS_DEFAULT=3000
 # The files whose coverage the campaign reports
-COVERED=(hw/tpm/vtpm_pci.c backends/tpm/tpm_libtpms.c backends/tpm/tpm_nvfile.c)
+COVERED=(hw/tpm/vtpm_pci.c backends/tpm/tpm_libtpms.c backends/tpm/tpm_nvfile.c
+         backends/tpm/tpm_backend.c)
 
 # clang-14 and its libFuzzer and sanitizer runtimes, from bookworm
 PACKAGES=(clang-14 libclang-rt-14-dev)
@@ -227,6 +233,37 @@ smoke() {
     return $status
 }
 
+# minimize TARGET: the committed corpus becomes its named inputs (the
+# seeds of seeds.py, the crash reproducers) and the fewest campaign and
+# committed inputs that reach what the rest reach beyond them
+# (libFuzzer's -merge=1); the campaign corpus is left as it is
+minimize() {
+    local target=$1 tmp log=$FUZZ_OUT/minimize-$1.log dirs cpu f
+    local before=0 status=0
+
+    tmp=$(mktemp -d)
+    mapfile -t dirs < <(corpora "$target")
+    if [ -d "$SEEDS/$target" ]; then
+        before=$(find "$SEEDS/$target" -type f | wc -l)
+        for f in "$SEEDS/$target"/*; do
+            basename "$f" | grep -qE '^[0-9a-f]{40}$' || cp "$f" "$tmp/"
+        done
+    fi
+    cpu=$(fuzzer "$target" "$log" -merge=1 "$tmp" "${dirs[@]}") ||
+        status=$?
+    if [ $status -ne 0 ]; then
+        log "$target: the merge failed; see $log"
+        rm -rf "$tmp"
+        return $status
+    fi
+    rm -rf "${SEEDS:?}/$target"
+    mkdir -p "$SEEDS/$target"
+    cp "$tmp"/* "$SEEDS/$target/"
+    rm -rf "$tmp"
+    log "$target: $(find "$SEEDS/$target" -type f | wc -l) inputs" \
+        "committed (were $before), $cpu CPU seconds"
+}
+
 # The qtests on the sanitized QEMU: UBSan and ASan abort it on a report
 # (meson's environment sets abort_on_error), which fails the test
 qtests() {
@@ -301,7 +338,7 @@ cmd=run
 case ${1:-} in
 list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
 report) report_campaign; exit 0 ;;
-build|run|smoke|qtests|coverage) cmd=$1; shift ;;
+build|run|smoke|minimize|qtests|coverage) cmd=$1; shift ;;
 esac
 [ $# -gt 0 ] && TARGETS=("$@")
 if [ "$cmd" = coverage ]; then
