@@ -138,7 +138,8 @@ struct TPMLibtpms {
     int reset_established;
     /*
      * A restart of the TPM yet to be done (tpm_libtpms_startup_tpm()), and
-     * its parameters, written before it is set
+     * its parameters, written before it is set; all three atomic, as the
+     * next reset may write them while the TPM's thread reads them
      */
     bool restart;
     size_t restart_buffer_size;
@@ -700,11 +701,11 @@ static void tpm_libtpms_restart_locked(TPMLibtpms *s)
     if (!qatomic_xchg(&s->restart, false)) {
         return;
     }
-    if (s->restart_no_shutdown) {
+    if (qatomic_read(&s->restart_no_shutdown)) {
         s->needs_shutdown = false;
     }
     tpm_libtpms_stop_locked(s);
-    tpm_libtpms_start_locked(s, s->restart_buffer_size);
+    tpm_libtpms_start_locked(s, qatomic_read(&s->restart_buffer_size));
 }
 
 static void tpm_libtpms_stop_done(void *opaque, int ret)
@@ -762,8 +763,8 @@ static int tpm_libtpms_startup_tpm(TPMBackend *tb, size_t buffer_size)
          * next command (or a migration, before the state is saved).  A
          * TPM that fails to start then fails that command.
          */
-        s->restart_buffer_size = buffer_size;
-        s->restart_no_shutdown = s->relock;
+        qatomic_set(&s->restart_buffer_size, buffer_size);
+        qatomic_set(&s->restart_no_shutdown, s->relock);
         qatomic_store_release(&s->restart, true);
         return 0;
     }
