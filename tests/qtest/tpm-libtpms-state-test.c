@@ -1657,18 +1657,39 @@ static bool sandbox_built(void)
     return built;
 }
 
+/* How many times @path holds @text */
+static unsigned count_text(const char *path, const char *text)
+{
+    g_autofree char *log = NULL;
+    unsigned n = 0;
+    char *p;
+
+    g_assert_true(g_file_get_contents(path, &log, NULL, NULL));
+    for (p = log; (p = strstr(p, text)); p++) {
+        n++;
+    }
+    return n;
+}
+
 /*
  * Under the sandbox, the card and a libtpms TPM with a state file work:
  * commands, state writes, savevm and loadvm, and a migration to a QEMU
- * on the same file, sandboxed too
+ * on the same file, sandboxed too.  The sandbox denies the child process
+ * that tries a state from outside: the destination of the migration
+ * says so once; the source, which loads a snapshot of its own, has
+ * nothing to try.
  */
 static void test_sandbox(void)
 {
     g_autofree char *path = state_path("sandbox");
     g_autofree char *image = state_path("sandbox.qcow2");
+    g_autofree char *src_log = state_path("sandbox-src.log");
+    g_autofree char *dst_log = state_path("sandbox-dst.log");
     g_autofree char *uri = mig_uri();
-    g_autofree char *incoming = g_strdup_printf(SANDBOX_ARGS " -incoming %s",
-                                                uri);
+    g_autofree char *source = g_strdup_printf(SANDBOX_ARGS " 2>%s", src_log);
+    g_autofree char *incoming = g_strdup_printf(
+        SANDBOX_ARGS " -incoming %s 2>%s", uri, dst_log);
+    static const char untried[] = "cannot try TPM states in a child process";
     QTestState *src, *dst;
     uint8_t nv[8];
 
@@ -1677,7 +1698,7 @@ static void test_sandbox(void)
         g_test_skip("QEMU built without seccomp");
         return;
     }
-    src = start_on(path, SANDBOX_ARGS);
+    src = start_on(path, source);
     snapshot_disk(src, image, true);
     g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
     nv_define(src, NV_DATA_INDEX, 0, 8);
@@ -1695,6 +1716,8 @@ static void test_sandbox(void)
     g_assert_cmpmem(nv, 8, "sandbox1", 8);
     nv_write(dst, NV_DATA_INDEX, "sandbox3");
     qtest_quit(dst);
+    g_assert_cmpuint(count_text(src_log, untried), ==, 0);
+    g_assert_cmpuint(count_text(dst_log, untried), ==, 1);
 
     /* What the sandboxed TPM wrote is in the file */
     assert_state_nv(path, "sandbox3");
