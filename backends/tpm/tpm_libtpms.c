@@ -222,6 +222,16 @@ static void tpm_libtpms_log_drain(void)
     }
 }
 
+/* Drop what libtpms wrote to its log since the last call */
+static void tpm_libtpms_log_discard(void)
+{
+    char buf[1024];
+
+    while (read(tpm_libtpms_log_fds[0], buf, sizeof(buf)) > 0) {
+        /* nothing */
+    }
+}
+
 static const char *tpm_libtpms_version_str(TPMVersion version)
 {
     return version == TPM_VERSION_1_2 ? "1.2" : "2.0";
@@ -553,16 +563,6 @@ static int64_t tpm_libtpms_process(TPMLibtpms *s, uint8_t locty,
  * fails again at every reset, which a guest can make as often as it
  * likes: report the first failure of a run, and trace the others.
  */
-/* Drop what libtpms wrote to its log since the last call */
-static void tpm_libtpms_log_discard(void)
-{
-    char buf[1024];
-
-    while (read(tpm_libtpms_log_fds[0], buf, sizeof(buf)) > 0) {
-        /* nothing */
-    }
-}
-
 static void tpm_libtpms_start_result(TPMLibtpms *s, Error *err)
 {
     if (err) {
@@ -1131,7 +1131,7 @@ static bool tpm_libtpms_probe(TPMLibtpms *s, const TPMLibtpmsState *st,
 {
     static bool warned;
     g_autoptr(GError) gerr = NULL;
-    int fds[2], status = 0;
+    int fds[2], status = 0, fork_errno;
     TPM_RESULT res;
     ssize_t n;
     pid_t pid;
@@ -1141,6 +1141,7 @@ static bool tpm_libtpms_probe(TPMLibtpms *s, const TPMLibtpmsState *st,
         return false;
     }
     pid = fork();
+    fork_errno = errno;
     if (pid == 0) {
         close(fds[0]);
         tpm_libtpms_probe_child(s, st, fds[1]);
@@ -1152,7 +1153,7 @@ static bool tpm_libtpms_probe(TPMLibtpms *s, const TPMLibtpmsState *st,
         if (!warned) {
             warn_report("tpm-libtpms: cannot try TPM states in a child "
                         "process: %s; a state crafted to crash libtpms "
-                        "would crash QEMU", strerror(errno));
+                        "would crash QEMU", strerror(fork_errno));
             warned = true;
         }
         return true;
