@@ -80,6 +80,13 @@ grep -q '^  addr=<str>' <<< "$help" &&
     grep -q '^  tpmdev=<str> *- ID of the -tpmdev behind the card' <<< "$help"
 result "-device vtpm-pci,help lists its properties, with descriptions" $?
 
+for bridge in pci-bridge pcie-root-port; do
+    help=$("$QEMU_BIN" -device $bridge,help 2>&1)
+    grep -q '^  io-base=<uint32> *- pin the bridge.s I/O window' <<< "$help" &&
+        grep -q '^  io-size=<size> *- size of the pinned I/O window' <<< "$help"
+    result "-device $bridge,help describes io-base and io-size" $?
+done
+
 # The sandbox qtest skips on a QEMU without seccomp (the sanitizer
 # builds); the product must have it
 "$QEMU_BIN" -M q35 -display none -nodefaults -S \

@@ -10,6 +10,10 @@ CONFIG_Q35=y
 CONFIG_ISA_DEBUG=y
 CONFIG_SERIAL_ISA=y
 CONFIG_PCI_BRIDGE=y
+# pci-bridge-io-pin-test: a device behind a pinned bridge window
+CONFIG_PCI_TESTDEV=y
+# e2e: an I/O BAR beside a pinned card, the NIC guests have
+CONFIG_E1000_PCI=y
 # QEMU 10.2's x86 ACPI code calls cxl_fmws_get_all_sorted(), which
 # hw/cxl/cxl-host-stubs.c lacks: qemu-system-x86_64 links only with CXL,
 # which needs the PCI expander bridge, CXL memory devices and PCIe ports

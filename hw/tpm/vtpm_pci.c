@@ -27,7 +27,7 @@
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
-#include "hw/pci/pci_bus.h"
+#include "hw/pci/pci_bridge.h"
 #include "hw/pci/pci_device.h"
 #include "hw/qdev-properties.h"
 #include "hw/tpm/vtpm_pci.h"
@@ -48,7 +48,6 @@ struct VTPMPCIState {
     MemoryRegion io;
     uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
     uint32_t poll_ns;           /* 0: commands complete in the main loop */
-    QLIST_ENTRY(VTPMPCIState) pinned;
     char *tpmdev;               /* the -tpmdev to attach at realize */
     TPMBackend *tpmbe;
     bool own_tpmbe;             /* created by the card, not -tpmdev */
@@ -105,10 +104,6 @@ struct VTPMPCIState {
 
     uint64_t commands;          /* guest commands started: a statistic */
 };
-
-/* Cards with a pinned BAR 0, to keep their ranges apart */
-static QLIST_HEAD(, VTPMPCIState) vtpm_pci_pinned =
-    QLIST_HEAD_INITIALIZER(vtpm_pci_pinned);
 
 static const char *const vtpm_pci_state_names[] = {
     [VTPM_STATE_IDLE] = "idle",
@@ -670,46 +665,18 @@ static const MemoryRegionOps vtpm_pci_io_ops = {
 };
 
 /*
- * The ports a PC reserves for its legacy devices and firmware, whether or
- * not this machine has them: a pinned card may not sit on any of them.
+ * Check the iobase property and pin BAR 0's ports: the PCI core keeps
+ * them clear of the PC's ports, of ports in use and of other pinned ports,
+ * and behind a bridge, inside the bridge's pinned I/O window.
  */
-static const struct {
-    uint16_t first, last;
-    const char *what;
-} vtpm_pci_legacy_ports[] = {
-    { 0x0000, 0x00ff, "DMA, PIC, PIT, keyboard, RTC and other system" },
-    { 0x0170, 0x0177, "secondary IDE" },
-    { 0x01f0, 0x01f7, "primary IDE" },
-    { 0x0278, 0x027f, "LPT2" },
-    { 0x02e8, 0x02ef, "COM4" },
-    { 0x02f8, 0x02ff, "COM2" },
-    { 0x0376, 0x0376, "secondary IDE control" },
-    { 0x0378, 0x037f, "LPT1" },
-    { 0x03b0, 0x03df, "VGA" },
-    { 0x03e8, 0x03ef, "COM3" },
-    { 0x03f0, 0x03f7, "floppy and primary IDE control" },
-    { 0x03f8, 0x03ff, "COM1" },
-    { 0x04d0, 0x04d1, "interrupt edge/level control" },
-    /* Placed by firmware (SeaBIOS, OVMF), after the card is realized */
-    { 0x0600, 0x067f, "ACPI power management (q35)" },
-    { 0x0cf8, 0x0cff, "PCI configuration" },
-    { 0xb000, 0xb03f, "ACPI power management (pc)" },
-};
-
-/* Check the iobase property; on success the card is among the pinned */
 static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
 {
-    uint32_t first = s->iobase, last = s->iobase + VTPM_PCI_BAR_SIZE - 1;
-    MemoryRegion *io = pci_device_root_bus(PCI_DEVICE(s))->address_space_io;
-    MemoryRegionSection section;
-    hwaddr addr;
-    VTPMPCIState *other;
-    size_t i;
+    ERRP_GUARD();
 
     if (s->iobase == VTPM_PCI_IOBASE_NONE) {
         return true;
     }
-    if (s->iobase > 0xffff || last > 0xffff) {
+    if (s->iobase > 0xffff || s->iobase + VTPM_PCI_BAR_SIZE - 1 > 0xffff) {
         error_setg(errp, "iobase 0x%" PRIx32 " is outside the I/O space: "
                    "the %u ports must fit in 0x0000-0xffff", s->iobase,
                    VTPM_PCI_BAR_SIZE);
@@ -720,55 +687,16 @@ static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
                    "BAR size, 0x%x", s->iobase, VTPM_PCI_BAR_SIZE);
         return false;
     }
-    for (i = 0; i < ARRAY_SIZE(vtpm_pci_legacy_ports); i++) {
-        if (first <= vtpm_pci_legacy_ports[i].last &&
-            last >= vtpm_pci_legacy_ports[i].first) {
-            error_setg(errp, "iobase 0x%04" PRIx32 ": ports 0x%04" PRIx32
-                       "-0x%04" PRIx32 " overlap the PC's %s ports "
-                       "(0x%04x-0x%04x)", s->iobase, first, last,
-                       vtpm_pci_legacy_ports[i].what,
-                       vtpm_pci_legacy_ports[i].first,
-                       vtpm_pci_legacy_ports[i].last);
-            return false;
-        }
+    if (!pci_io_pin(PCI_DEVICE(s), s->iobase, VTPM_PCI_BAR_SIZE, errp)) {
+        error_prepend(errp, "iobase 0x%04" PRIx32 ": ", s->iobase);
+        return false;
     }
-    QLIST_FOREACH(other, &vtpm_pci_pinned, pinned) {
-        if (other->iobase == s->iobase) {
-            error_setg(errp, "iobase 0x%04" PRIx32 " is taken by another "
-                       "vtpm-pci", s->iobase);
-            return false;
-        }
-    }
-    /*
-     * Anything else already there: fw_cfg, ACPI registers, ...  They are
-     * in the root bus's I/O space, also for a card behind a bridge, whose
-     * own space holds only what is behind it.  The I/O space's own region
-     * answers the ports nobody claimed: skip it.
-     */
-    for (addr = first; addr <= last; addr += int128_get64(section.size)) {
-        section = memory_region_find(io, addr, last + 1 - addr);
-        if (!section.mr) {
-            break;
-        }
-        memory_region_unref(section.mr);
-        if (section.mr != io) {
-            error_setg(errp, "iobase 0x%04" PRIx32 ": ports from 0x%04"
-                       HWADDR_PRIx " are used by '%s'", s->iobase,
-                       section.offset_within_address_space,
-                       memory_region_name(section.mr));
-            return false;
-        }
-        addr = section.offset_within_address_space;
-    }
-    QLIST_INSERT_HEAD(&vtpm_pci_pinned, s, pinned);
     return true;
 }
 
 static void vtpm_pci_unpin(VTPMPCIState *s)
 {
-    if (s->iobase != VTPM_PCI_IOBASE_NONE) {
-        QLIST_REMOVE(s, pinned);
-    }
+    pci_io_unpin(PCI_DEVICE(s));
 }
 
 /*

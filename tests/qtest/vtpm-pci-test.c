@@ -1236,16 +1236,6 @@ static void test_pinned_tpm(const void *data)
     vtpm_stop(&t);
 }
 
-/* The card at the pinned port runs TPM commands: the TPM is started */
-static void assert_pinned_tpm_works(QTestState *s)
-{
-    uint8_t random[8];
-
-    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==,
-                    VTPM_PCI_ID_MAGIC);
-    tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
-}
-
 /* A bridge at 00:05.0 and, on its bus 1, the card at 01:VTPM_SLOT.0 */
 #define BRIDGE_SLOT     5
 #define BUS1_DEVFN(slot) (1 << 8 | QPCI_DEVFN(slot, 0))
@@ -1257,10 +1247,22 @@ static void pinned_transfer(QTestState *s,
     vtpm_pci_transfer_at(s, PINNED_PORT, req, req_size, rsp, rsp_size);
 }
 
+/* The card at the pinned port runs TPM commands: the TPM is started */
+static void assert_pinned_tpm_works(QTestState *s)
+{
+    uint8_t random[8];
+
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_ID), ==,
+                    VTPM_PCI_ID_MAGIC);
+    tpm_cmd_get_random(s, pinned_transfer, random, sizeof(random));
+}
+
 /*
- * The bridge at BRIDGE_SLOT, set up as firmware would: bus 1 numbered,
- * PINNED_PORT's 4 KiB forwarded to it
+ * The bridge at BRIDGE_SLOT, its I/O window pinned at PINNED_PORT's 4 KiB
+ * (PINNED_BRIDGE), and bus 1 numbered as firmware would
  */
+#define PINNED_BRIDGE   "pci-bridge,id=br,chassis_nr=1,addr=5.0,io-base=0x2000"
+
 static QPCIDevice *pinned_bridge_setup(QPCIBus *bus)
 {
     QPCIDevice *bridge = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
@@ -1268,9 +1270,6 @@ static QPCIDevice *pinned_bridge_setup(QPCIBus *bus)
     g_assert_nonnull(bridge);
     qpci_config_writeb(bridge, PCI_SECONDARY_BUS, 1);
     qpci_config_writeb(bridge, PCI_SUBORDINATE_BUS, 1);
-    qpci_config_writeb(bridge, PCI_IO_BASE, PINNED_PORT >> 8);
-    qpci_config_writeb(bridge, PCI_IO_LIMIT, PINNED_PORT >> 8);
-    qpci_config_writew(bridge, PCI_COMMAND, PCI_COMMAND_IO);
     return bridge;
 }
 
@@ -1290,9 +1289,9 @@ static void test_pinned_bridge_reset(void)
         g_test_skip("no pci-bridge in this QEMU");
         return;
     }
-    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
+    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
                     "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x",
-                    BRIDGE_SLOT, VTPM_SLOT, PINNED_PORT);
+                    VTPM_SLOT, PINNED_PORT);
     bus = qpci_new_pc(s, NULL);
     bridge = pinned_bridge_setup(bus);
     card = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
@@ -1339,10 +1338,10 @@ static QTestState *bridged_libtpms_start(const char *version,
 {
     QTestState *s;
 
-    s = qtest_initf("-M pc -device pci-bridge,id=br,chassis_nr=1,addr=%d.0 "
+    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
                     "-tpmdev libtpms,id=t,version=%s "
                     "-device vtpm-pci,bus=br,addr=%d.0,iobase=0x%x,tpmdev=t",
-                    BRIDGE_SLOT, version, VTPM_SLOT, PINNED_PORT);
+                    version, VTPM_SLOT, PINNED_PORT);
     *bus = qpci_new_pc(s, NULL);
     *bridge = pinned_bridge_setup(*bus);
     return s;
@@ -1580,12 +1579,28 @@ static void test_poll_unplug_executing(void)
     qtest_quit(s);
 }
 
+/* QEMU refuses to start with each case's arguments, with its message */
+typedef struct {
+    const char *args;
+    const char *message;
+} RefusedCase;
+
+static void assert_refused_cases(const char *machine,
+                                 const RefusedCase *cases, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        g_autofree char *args = g_strdup_printf("-M %s %s", machine,
+                                                cases[i].args);
+
+        tpm_cmd_assert_qemu_refuses(args, cases[i].message);
+    }
+}
+
 static void test_pinned_invalid(void)
 {
-    static const struct {
-        const char *args;
-        const char *message;
-    } cases[] = {
+    static const RefusedCase cases[] = {
         { "-device vtpm-pci,iobase=0x2010",
           "iobase 0x2010 is not a multiple of the BAR size, 0x40" },
         { "-device vtpm-pci,iobase=0x10000",
@@ -1603,32 +1618,172 @@ static void test_pinned_invalid(void)
           "ports from 0x0510 are used by 'fwcfg'" },
         { "-device vtpm-pci,iobase=0x600",
           "overlap the PC's ACPI power management (q35) ports" },
-        { "-device vtpm-pci,iobase=0x2000 -device vtpm-pci,iobase=0x2000",
-          "iobase 0x2000 is taken by another vtpm-pci" },
+        { "-device vtpm-pci,id=a,iobase=0x2000 "
+          "-device vtpm-pci,iobase=0x2000",
+          "iobase 0x2000: ports 0x2000-0x203f overlap ports 0x2000-0x203f, "
+          "pinned by 'a'" },
     };
-    size_t i;
 
-    for (i = 0; i < ARRAY_SIZE(cases); i++) {
-        g_autofree char *args = g_strdup_printf("-M q35 %s", cases[i].args);
-
-        tpm_cmd_assert_qemu_refuses(args, cases[i].message);
-    }
+    assert_refused_cases("q35", cases, ARRAY_SIZE(cases));
 }
 
 /*
- * Behind a bridge too, a pinned base is checked against the platform's
- * ports, which are in the root bus's I/O space (once it was checked
- * against the bridge's own, where nothing was: fw_cfg's ports were taken)
+ * Behind a pinned bridge, an unpinned card answers where the guest puts
+ * it inside the window, and nowhere outside it.  (A pinned one works
+ * there with nothing programmed but the bus numbers: bridge-reset.)
  */
-static void test_pinned_behind_bridge_taken(void)
+static void test_pinned_behind_bridge(void)
 {
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge, *card;
+
     if (!qtest_has_device("pci-bridge")) {
         g_test_skip("no pci-bridge in this QEMU");
         return;
     }
-    tpm_cmd_assert_qemu_refuses("-M pc -device pci-bridge,id=br,chassis_nr=1 "
-                                "-device vtpm-pci,bus=br,iobase=0x500",
-                                "ports from 0x0510 are used by 'fwcfg'");
+    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
+                    "-device vtpm-pci,bus=br,addr=%d.0", VTPM_SLOT);
+    bus = qpci_new_pc(s, NULL);
+    bridge = pinned_bridge_setup(bus);
+    card = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
+    g_assert_nonnull(card);
+    qpci_config_writew(card, PCI_COMMAND, PCI_COMMAND_IO);
+    qpci_config_writel(card, PCI_BASE_ADDRESS_0, PINNED_PORT + 0xfc0);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + 0xfc0 + A_VTPM_ID), ==,
+                    VTPM_PCI_ID_MAGIC);
+    qpci_config_writel(card, PCI_BASE_ADDRESS_0, PINNED_PORT + 0x1000);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + 0x1000 + A_VTPM_ID), ==,
+                    0xffffffff);
+    g_free(card);
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
+/*
+ * Two pinned bridges deep: the inner window inside the outer, the card
+ * inside both.  It decodes before anyone numbered a bus or enabled
+ * anything, and a system reset keeps it all where it was.
+ */
+static void test_pinned_nested_bridges(void)
+{
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *outer, *inner;
+
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    s = qtest_initf("-M pc -device pci-bridge,id=outer,chassis_nr=1,"
+                    "addr=%d.0,io-base=0x1000,io-size=0x4000 "
+                    "-device pci-bridge,id=inner,chassis_nr=2,bus=outer,"
+                    "addr=3.0,io-base=0x%x "
+                    "-device vtpm-pci,bus=inner,addr=%d.0,iobase=0x%x",
+                    BRIDGE_SLOT, PINNED_PORT, VTPM_SLOT, PINNED_PORT);
+    tpm_util_startup(s, pinned_transfer);
+    assert_pinned_tpm_works(s);
+    qtest_outl(s, PINNED_PORT + A_VTPM_SCRATCH, 0x5a5a);
+    qtest_system_reset(s);
+    g_assert_cmphex(qtest_inl(s, PINNED_PORT + A_VTPM_SCRATCH), ==, 0);
+    tpm_util_startup(s, pinned_transfer);
+    assert_pinned_tpm_works(s);
+
+    /* Numbered as firmware does, the windows read back as pinned */
+    bus = qpci_new_pc(s, NULL);
+    outer = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
+    g_assert_nonnull(outer);
+    qpci_config_writeb(outer, PCI_SECONDARY_BUS, 1);
+    qpci_config_writeb(outer, PCI_SUBORDINATE_BUS, 2);
+    inner = qpci_device_find(bus, 1 << 8 | QPCI_DEVFN(3, 0));
+    g_assert_nonnull(inner);
+    qpci_config_writeb(inner, PCI_SECONDARY_BUS, 2);
+    qpci_config_writeb(inner, PCI_SUBORDINATE_BUS, 2);
+    g_assert_cmphex(qpci_config_readb(outer, PCI_IO_BASE), ==, 0x10);
+    g_assert_cmphex(qpci_config_readb(outer, PCI_IO_LIMIT), ==, 0x40);
+    g_assert_cmphex(qpci_config_readb(inner, PCI_IO_BASE), ==, 0x20);
+    g_assert_cmphex(qpci_config_readb(inner, PCI_IO_LIMIT), ==, 0x20);
+    assert_pinned_tpm_works(s);
+    g_free(inner);
+    g_free(outer);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
+static void test_pinned_bridge_invalid(void)
+{
+    static const RefusedCase cases[] = {
+        { "-device pci-bridge,id=br,chassis_nr=1 "
+          "-device vtpm-pci,bus=br,iobase=0x2000",
+          "iobase 0x2000: ports 0x2000-0x203f are behind bridge 'br', whose "
+          "I/O window is not pinned" },
+        { "-device " PINNED_BRIDGE " -device vtpm-pci,bus=br,iobase=0x3000",
+          "iobase 0x3000: ports 0x3000-0x303f are outside the I/O window "
+          "0x2000-0x2fff pinned on bridge 'br'" },
+        { "-device " PINNED_BRIDGE " -device vtpm-pci,iobase=0x2fc0",
+          "iobase 0x2fc0: ports 0x2fc0-0x2fff overlap ports 0x2000-0x2fff, "
+          "pinned by 'br'" },
+        { "-device pci-bridge,id=outer,chassis_nr=1,io-base=0x2000 "
+          "-device pci-bridge,id=inner,chassis_nr=2,bus=outer,"
+          "io-base=0x2000,io-size=0x2000",
+          "ports 0x2000-0x3fff are outside the I/O window 0x2000-0x2fff "
+          "pinned on bridge 'outer'" },
+    };
+
+    if (!qtest_has_device("pci-bridge")) {
+        g_test_skip("no pci-bridge in this QEMU");
+        return;
+    }
+    assert_refused_cases("pc", cases, ARRAY_SIZE(cases));
+}
+
+/*
+ * Hot-plugged behind a pinned bridge: a pinned card takes its ports if
+ * nothing else answers there (here a pci-testdev the guest placed in the
+ * window does), and works.  Ports in use are looked up in the root bus's
+ * I/O space, where what is behind a bridge shows through its window.
+ */
+static void test_pinned_hotplug_behind_bridge(void)
+{
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge, *dev;
+    QDict *rsp;
+
+    if (!qtest_has_device("pci-bridge") ||
+        !qtest_has_device("pci-testdev")) {
+        g_test_skip("no pci-bridge or no pci-testdev in this QEMU");
+        return;
+    }
+    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
+                    "-device pci-testdev,bus=br,addr=%d.0", VTPM_SLOT);
+    bus = qpci_new_pc(s, NULL);
+    bridge = pinned_bridge_setup(bus);
+    dev = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
+    g_assert_nonnull(dev);
+    qpci_config_writew(dev, PCI_COMMAND, PCI_COMMAND_IO);
+    qpci_config_writel(dev, PCI_BASE_ADDRESS_1, PINNED_PORT + 0x100);
+
+    rsp = qtest_qmp(s, "{ 'execute': 'device_add', 'arguments': {"
+                    " 'driver': 'vtpm-pci', 'id': 'b', 'bus': 'br',"
+                    " 'addr': %d, 'iobase': %d } }",
+                    QPCI_DEVFN(VTPM_SLOT + 1, 0), PINNED_PORT + 0x140);
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"),
+                            "iobase 0x2140: ports from 0x2140 are used by "
+                            "'pci-testdev-portio'"));
+    qobject_unref(rsp);
+
+    qtest_qmp_device_add(s, "vtpm-pci", "b", "{'bus': 'br', 'addr': %d, "
+                         "'iobase': %d}", QPCI_DEVFN(VTPM_SLOT + 1, 0),
+                         PINNED_PORT);
+    tpm_util_startup(s, pinned_transfer);
+    assert_pinned_tpm_works(s);
+    g_free(dev);
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
 }
 
 static void add_tpm_tests(void)
@@ -1648,7 +1803,10 @@ static void add_tpm_tests(void)
         { "pinned/invalid", test_pinned_invalid },
         { "pinned/replug", test_pinned_replug },
         { "pinned/bridge-reset", test_pinned_bridge_reset },
-        { "pinned/behind-bridge-taken", test_pinned_behind_bridge_taken },
+        { "pinned/behind-bridge", test_pinned_behind_bridge },
+        { "pinned/nested-bridges", test_pinned_nested_bridges },
+        { "pinned/bridge-invalid", test_pinned_bridge_invalid },
+        { "pinned/hotplug-behind-bridge", test_pinned_hotplug_behind_bridge },
         { "bad/data-read-idle", test_bad_data_read_idle },
         { "bad/data-write-executing", test_bad_data_write_executing },
         { "bad/overflow", test_bad_overflow },

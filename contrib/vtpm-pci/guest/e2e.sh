@@ -34,7 +34,7 @@ images=$VTPM_CACHE/guest/image
 logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase swtpm tpm12 bios uefi ppi)
+CONFIGS=(msi intx iobase bridge crowded swtpm tpm12 bios uefi ppi)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -50,7 +50,7 @@ report() {          # report NAME STATUS
 
 # boot NAME "KERNEL ARGS" QEMU-ARGS...: boot the image of $line, report
 # its checks as e2e/$line/NAME.  With E2E_REBOOT=1, a reboot of the guest
-# is one, not the end of QEMU.
+# is one, not the end of QEMU; E2E_MACHINE=pc boots pc instead of q35.
 boot() {
     local name=$line/$1 append=$2 log=$logs/$line-$1.log status t0
     local image=$images/$line
@@ -65,7 +65,7 @@ boot() {
     # IO-APIC timer can miss its ticks and panic ("IO-APIC + timer doesn't
     # work!"), as it did beside fuzzers; a virtual timer needs no check.
     QEMU_SRC=$QEMU_SRC "$here/run-limited.py" "$BOOT_TIMEOUT" "$log.limit" \
-        "$QEMU_BIN" -M q35 -nodefaults -m 256M -smp 1 \
+        "$QEMU_BIN" -M "${E2E_MACHINE:-q35}" -nodefaults -m 256M -smp 1 \
         -display none -serial "file:$log" "${once[@]}" \
         -kernel "$image/bzImage" -initrd "$image/initrd.cpio" \
         -append "console=ttyS0 quiet no_timer_check panic=-1 \
@@ -254,8 +254,10 @@ for line in "${lines[@]}"; do
     image=$images/$line
     out=$(grep -v 'Skipping BTF generation for .* due to unavailability of vmlinux$' \
           "$image/module.log")
+    # (the status first: the name's $(cat) would set $? to its own)
     [ -z "$out" ]
-    report "e2e/$line: tpm_vtpm_pci.ko builds with no warning against $(cat "$image/abi")" $?
+    status=$?
+    report "e2e/$line: tpm_vtpm_pci.ko builds with no warning against $(cat "$image/abi")" $status
     [ -z "$out" ] || sed 's/^/#   /' <<< "$out"
 
     # tpm_compat.h declares the TPM core's exports itself: a prototype
@@ -285,6 +287,30 @@ for run in "${runs[@]}"; do
         else
             echo "skip - e2e/$line/iobase: this QEMU's vtpm-pci has no iobase property"
         fi
+        ;;
+    bridge)
+        # A pinned card behind a pci-bridge whose I/O window is pinned
+        for m in q35 pc; do
+            E2E_MACHINE=$m boot "bridge-$m" \
+                "vtpm.iobase=0x2000 vtpm.window=2000-2fff" \
+                -device pci-bridge,id=br,chassis_nr=1,io-base=0x2000 \
+                -device vtpm-pci,bus=br,addr=1.0,iobase=0x2000
+        done
+        ;;
+    crowded)
+        # Pinned inside SeaBIOS's own range (from 0xc000), beside a NIC
+        # with an I/O BAR.  SeaBIOS places BARs of one size in slot
+        # order: the card first, so nothing else lands on its ports.
+        for m in q35 pc; do
+            E2E_MACHINE=$m boot "crowded-$m" "vtpm.iobase=0xc000" \
+                -device vtpm-pci,addr=2.0,iobase=0xc000 \
+                -device e1000,addr=3.0
+        done
+        # The NIC first: SeaBIOS gives it 0xc000, Linux claims it there
+        # before the card, and "moves" the card, whose BAR stays: the
+        # driver must see that and refuse the card
+        boot conflict "vtpm.iobase=0xc000 vtpm.conflict=1" \
+            -device e1000,addr=3.0 -device vtpm-pci,addr=0x10,iobase=0xc000
         ;;
     swtpm)
         run_swtpm

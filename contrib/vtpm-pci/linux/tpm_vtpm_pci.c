@@ -479,7 +479,7 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	struct device *dev = &pdev->dev;
 	struct tpm_chip *chip;
 	struct vtpm_pci *priv;
-	u32 version, major, minor, status;
+	u32 version, major, minor, status, bar;
 	int rc;
 
 	rc = pcim_enable_device(pdev);
@@ -490,6 +490,20 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	    pci_resource_len(pdev, 0) < VTPM_REGS_SIZE) {
 		dev_err(dev, "BAR 0 is not a block of I/O ports\n");
 		return -ENODEV;
+	}
+	/*
+	 * A card pinned at fixed ports (QEMU's iobase=) stays there whatever
+	 * is written to BAR 0.  If the PCI core "moved" it, because another
+	 * device that firmware placed on those ports claimed them first, the
+	 * resource is not where the card answers: refuse, rather than drive
+	 * someone else's ports.
+	 */
+	pci_read_config_dword(pdev, PCI_BASE_ADDRESS_0, &bar);
+	bar &= PCI_BASE_ADDRESS_IO_MASK;
+	if (bar != pci_resource_start(pdev, 0)) {
+		dev_err(dev, "BAR 0 is pinned at 0x%04x, but the PCI core placed it at %pR: another device holds the card's ports\n",
+			bar, &pdev->resource[0]);
+		return -EBUSY;
 	}
 	if (!devm_request_region(dev, pci_resource_start(pdev, 0),
 				 pci_resource_len(pdev, 0), KBUILD_MODNAME))

@@ -820,6 +820,7 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
 #define VTPM_HP_PORTS           2
 #define VTPM_HP_PORT_DEVFN(i)   PCI_DEVFN(0x10 + (i), 0)
 #define VTPM_HP_CARD_BDF(i)     (((i) + 1) << 8)
+/* Root port i's I/O window, pinned there (io-base) by the command line */
 #define VTPM_HP_WINDOW(i)       (0xc000 + (i) * VTPM_HP_WINDOW_SIZE)
 #define VTPM_HP_WINDOW_SIZE     0x1000
 
@@ -1001,7 +1002,9 @@ static void vtpm_hp_plug(QTestState *s, VTPMFuzzInput *in)
     bad = taken || g_strcmp0(tpmdev, "tpm0") ||
           (iobase_num && iobase_val != VTPM_PCI_IOBASE_NONE &&
            (iobase_val % VTPM_PCI_BAR_SIZE ||
-            iobase_val > 0x10000 - VTPM_PCI_BAR_SIZE)) ||
+            iobase_val < VTPM_HP_WINDOW(i) ||
+            iobase_val > VTPM_HP_WINDOW(i) + VTPM_HP_WINDOW_SIZE -
+                         VTPM_PCI_BAR_SIZE)) ||
           (poll_num && poll_val > VTPM_PCI_POLL_NS_MAX);
     good = !bad && iobase_num && iobase_val == VTPM_PCI_IOBASE_NONE &&
            poll_num;
@@ -1230,9 +1233,9 @@ static void register_vtpm_pci_fuzz_targets(void)
         .opaque = (void *)TARGET_NAME " -machine q35,accel=qtest -nodefaults "
                   "-display none -tpmdev libtpms,id=tpm0 "
                   "-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1,"
-                  "addr=0x10 "
+                  "addr=0x10,io-base=0xc000 "
                   "-device pcie-root-port,id=rp1,bus=pcie.0,chassis=2,"
-                  "addr=0x11",
+                  "addr=0x11,io-base=0xd000",
     });
 }
 
