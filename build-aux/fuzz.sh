@@ -69,6 +69,7 @@ TARGETS=(
     generic-fuzz-vtpm-pci-root-port
     generic-fuzz-vtpm-pci-pci-bridge
     generic-fuzz-vtpm-pci-switch
+    generic-fuzz-vtpm-pci-pinned-bridges
 )
 # The smoke's fixed seed, and its fuzzing runs per target past the
 # corpus; a TPM 1.2 restarts for every input, and generates an RSA key

@@ -234,7 +234,7 @@ static void test_invalid(void)
                    "keyboard, RTC and other system ports (0x0000-0x00ff)");
     assert_refused(qts, "pci-bridge", "{'chassis_nr': 2, 'io-base': 45056}",
                    "ports 0xb000-0xbfff overlap the PC's ACPI power "
-                   "management (pc) ports (0xb000-0xb03f)");
+                   "management (OVMF on pc) ports (0xb000-0xb03f)");
     /* pc's ACPI PCI hotplug registers */
     assert_refused(qts, "pci-bridge", "{'chassis_nr': 2, 'io-base': 40960}",
                    "ports from 0xae00 are used by");

@@ -1617,7 +1617,10 @@ static void test_pinned_invalid(void)
         { "-device vtpm-pci,iobase=0x500",
           "ports from 0x0510 are used by 'fwcfg'" },
         { "-device vtpm-pci,iobase=0x600",
-          "overlap the PC's ACPI power management (q35) ports" },
+          "overlap the PC's ACPI power management (SeaBIOS, OVMF on q35) "
+          "ports" },
+        { "-device vtpm-pci,iobase=0x700",
+          "overlap the PC's SMBus (SeaBIOS on pc) ports (0x0700-0x070f)" },
         { "-device vtpm-pci,id=a,iobase=0x2000 "
           "-device vtpm-pci,iobase=0x2000",
           "iobase 0x2000: ports 0x2000-0x203f overlap ports 0x2000-0x203f, "

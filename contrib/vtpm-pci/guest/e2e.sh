@@ -34,7 +34,7 @@ images=$VTPM_CACHE/guest/image
 logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase bridge crowded swtpm tpm12 bios uefi ppi)
+CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -311,6 +311,27 @@ for run in "${runs[@]}"; do
         # driver must see that and refuse the card
         boot conflict "vtpm.iobase=0xc000 vtpm.conflict=1" \
             -device e1000,addr=3.0 -device vtpm-pci,addr=0x10,iobase=0xc000
+        ;;
+    pxb)
+        # Pinned ports that are a host bridge's own: a pinned root port
+        # on a PCI expander bridge, whose window ACPI gives that host
+        # bridge and takes from the main one.  Firmware puts the NIC in
+        # the window (SeaBIOS allocates from 0xc000, the window first,
+        # at its own choice; OVMF from 0x6000), and Linux moves it out.
+        pxb_args=(-device e1000,bus=pcie.0,addr=3.0
+                  -device pxb-pcie,id=pxb,bus_nr=0x80,bus=pcie.0,addr=0x10)
+        boot pxb-bios "vtpm.iobase=0xd000 vtpm.window=d000-dfff vtpm.moved=1" \
+            "${pxb_args[@]}" \
+            -device pcie-root-port,id=rp,bus=pxb,chassis=2,io-base=0xd000 \
+            -device vtpm-pci,bus=rp,iobase=0xd000
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-pxb.XXXXXX")
+        if ovmf "$dir"; then
+            boot pxb-uefi "vtpm.iobase=0x6000 vtpm.window=6000-6fff vtpm.moved=1" \
+                "${OVMF_ARGS[@]}" "${pxb_args[@]}" \
+                -device pcie-root-port,id=rp,bus=pxb,chassis=2,io-base=0x6000 \
+                -device vtpm-pci,bus=rp,iobase=0x6000
+        fi
+        rm -rf "$dir"
         ;;
     swtpm)
         run_swtpm
