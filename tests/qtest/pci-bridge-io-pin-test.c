@@ -291,6 +291,91 @@ static void test_nested_hotplug(void)
     qtest_quit(qts);
 }
 
+/* Wait for the end of a migration on @s: its status must be @want */
+static void migration_wait(QTestState *s, const char *want)
+{
+    const char *status;
+    QDict *ev;
+
+    for (;;) {
+        ev = qtest_qmp_eventwait_ref(s, "MIGRATION");
+        status = qdict_get_str(qdict_get_qdict(ev, "data"), "status");
+        if (!strcmp(status, "completed") || !strcmp(status, "failed")) {
+            g_assert_cmpstr(status, ==, want);
+            qobject_unref(ev);
+            return;
+        }
+        qobject_unref(ev);
+    }
+}
+
+static QTestState *migration_start(const char *args)
+{
+    QTestState *s = qtest_init(args);
+
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-set-capabilities',"
+                             "  'arguments': { 'capabilities': [ {"
+                             "  'capability': 'events', 'state': true } ] } }");
+    return s;
+}
+
+/*
+ * A migration stream carries the window: a destination whose window is
+ * pinned elsewhere refuses it, and keeps its own; one pinned alike loads
+ * it
+ */
+static void test_migration(void)
+{
+    g_autofree char *stream = NULL;
+    g_autofree char *uri = NULL;
+    g_autofree char *args = NULL;
+    QTestState *s;
+    QPCIBus *bus;
+    QPCIDevice *bridge;
+    int fd;
+
+    fd = g_file_open_tmp("pci-bridge-io-pin-XXXXXX.mig", &stream, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    uri = g_strdup_printf("file:%s", stream);
+    args = g_strdup_printf("-M pc -device pci-bridge,id=br,chassis_nr=1,"
+                           "addr=%d.0,io-base=0x%x,io-size=0x%x",
+                           BRIDGE_SLOT, WINDOW, WINDOW_SIZE);
+
+    s = migration_start(args);
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    migration_wait(s, "completed");
+    qtest_quit(s);
+
+    s = migration_start("-M pc -device pci-bridge,id=br,chassis_nr=1,"
+                        "addr=5.0,io-base=0x4000 -incoming defer");
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s,"
+                             "  'exit-on-error': false } }", uri);
+    migration_wait(s, "failed");
+    bus = qpci_new_pc(s, NULL);
+    bridge = qpci_device_find(bus, QPCI_DEVFN(BRIDGE_SLOT, 0));
+    g_assert_nonnull(bridge);
+    g_assert_cmphex(qpci_config_readb(bridge, PCI_IO_BASE), ==, 0x40);
+    g_assert_cmphex(qpci_config_readb(bridge, PCI_IO_LIMIT), ==, 0x40);
+    g_free(bridge);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+
+    g_free(args);
+    args = g_strdup_printf("-M pc -device pci-bridge,id=br,chassis_nr=1,"
+                           "addr=%d.0,io-base=0x%x,io-size=0x%x "
+                           "-incoming defer", BRIDGE_SLOT, WINDOW,
+                           WINDOW_SIZE);
+    s = migration_start(args);
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    migration_wait(s, "completed");
+    qtest_quit(s);
+    unlink(stream);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -303,6 +388,8 @@ int main(int argc, char **argv)
                        test_invalid);
         qtest_add_func("/pci-bridge-io-pin/pci-bridge/nested-hotplug",
                        test_nested_hotplug);
+        qtest_add_func("/pci-bridge-io-pin/pci-bridge/migration",
+                       test_migration);
     }
     if (qtest_has_machine("q35") && qtest_has_device("pcie-root-port")) {
         qtest_add_data_func("/pci-bridge-io-pin/pcie-root-port/registers",

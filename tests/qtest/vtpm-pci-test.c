@@ -1667,7 +1667,8 @@ static void test_pinned_behind_bridge(void)
 /*
  * Two pinned bridges deep: the inner window inside the outer, the card
  * inside both.  It decodes before anyone numbered a bus or enabled
- * anything, and a system reset keeps it all where it was.
+ * anything, and a system reset, or a secondary bus reset of the outer
+ * bridge, keeps it all where it was.
  */
 static void test_pinned_nested_bridges(void)
 {
@@ -1707,6 +1708,15 @@ static void test_pinned_nested_bridges(void)
     g_assert_cmphex(qpci_config_readb(outer, PCI_IO_LIMIT), ==, 0x40);
     g_assert_cmphex(qpci_config_readb(inner, PCI_IO_BASE), ==, 0x20);
     g_assert_cmphex(qpci_config_readb(inner, PCI_IO_LIMIT), ==, 0x20);
+    assert_pinned_tpm_works(s);
+
+    /* A secondary bus reset above resets the inner bridge: it stays */
+    qpci_config_writew(outer, PCI_BRIDGE_CONTROL, PCI_BRIDGE_CTL_BUS_RESET);
+    qpci_config_writew(outer, PCI_BRIDGE_CONTROL, 0);
+    g_assert_cmphex(qpci_config_readb(inner, PCI_SECONDARY_BUS), ==, 0);
+    g_assert_cmphex(qpci_config_readb(inner, PCI_IO_BASE), ==, 0x20);
+    g_assert_cmphex(qpci_config_readb(inner, PCI_IO_LIMIT), ==, 0x20);
+    tpm_util_startup(s, pinned_transfer);
     assert_pinned_tpm_works(s);
     g_free(inner);
     g_free(outer);
