@@ -289,12 +289,14 @@ for run in "${runs[@]}"; do
         fi
         ;;
     bridge)
-        # A pinned card behind a pci-bridge whose I/O window is pinned
+        # A pinned card behind a pci-bridge whose I/O window is pinned,
+        # beside an unpinned NIC, whose ports must end up in the window
         for m in q35 pc; do
             E2E_MACHINE=$m boot "bridge-$m" \
                 "vtpm.iobase=0x2000 vtpm.window=2000-2fff" \
                 -device pci-bridge,id=br,chassis_nr=1,io-base=0x2000 \
-                -device vtpm-pci,bus=br,addr=1.0,iobase=0x2000
+                -device vtpm-pci,bus=br,addr=1.0,iobase=0x2000 \
+                -device e1000,bus=br,addr=2.0
         done
         ;;
     crowded)
