@@ -707,6 +707,8 @@ static void vtpm_pci_config_write(PCIDevice *pci_dev, uint32_t addr,
                                   uint32_t val, int len)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
+    uint32_t first = MAX(addr, PCI_BASE_ADDRESS_0);
+    uint32_t end = MIN(addr + len, PCI_BASE_ADDRESS_0 + 4);
     uint32_t bar;
 
     if (s->iobase == VTPM_PCI_IOBASE_NONE ||
@@ -714,9 +716,21 @@ static void vtpm_pci_config_write(PCIDevice *pci_dev, uint32_t addr,
         pci_default_write_config(pci_dev, addr, val, len);
         return;
     }
-    /* Config accesses are aligned: this one lies within BAR 0 */
+    /*
+     * An access need not be aligned (QEMU keeps the low bits of the
+     * register number in CONFIG_ADDRESS): its bytes before and after
+     * BAR 0 go to their registers as usual
+     */
+    if (addr < first) {
+        pci_default_write_config(pci_dev, addr, val, first - addr);
+    }
+    if (addr + len > end) {
+        pci_default_write_config(pci_dev, end, val >> ((end - addr) * 8),
+                                 addr + len - end);
+    }
     bar = pci_get_long(pci_dev->config + PCI_BASE_ADDRESS_0);
-    bar = deposit32(bar, (addr - PCI_BASE_ADDRESS_0) * 8, len * 8, val);
+    bar = deposit32(bar, (first - PCI_BASE_ADDRESS_0) * 8, (end - first) * 8,
+                    val >> ((first - addr) * 8));
     if (bar != UINT32_MAX) {
         trace_vtpm_pci_bar_pinned(bar, s->iobase);
         bar = s->iobase | PCI_BASE_ADDRESS_SPACE_IO;

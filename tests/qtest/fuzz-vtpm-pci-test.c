@@ -615,6 +615,49 @@ static void add_msi_tests(void)
     }
 }
 
+/*
+ * Found by generic-fuzz-vtpm-pci-pinned-bridges: QEMU keeps the two low
+ * bits of the register number a guest writes to CONFIG_ADDRESS (0xcf8),
+ * so a 4-byte access to CONFIG_DATA (0xcfc) can start at any byte.  One
+ * that covered part of a pinned BAR 0 and part of the register before or
+ * after it failed an assertion in the card, which took it to lie inside
+ * BAR 0.  Each byte goes where it belongs: BAR 0 stays pinned, BAR 1 (the
+ * MSI-X table's, writable) takes its bytes, and the card answers.
+ */
+static void conf1_writel(QTestState *s, uint8_t devfn, uint8_t reg,
+                         uint32_t val)
+{
+    qtest_outl(s, 0xcf8, 0x80000000u | devfn << 8 | reg);
+    qtest_outl(s, 0xcfc, val);
+}
+
+static void test_pinned_unaligned_config(void)
+{
+    QTestState *s = qtest_initf("-M q35 -m 32 -device vtpm-pci,addr=4.0,"
+                                "iobase=0x2000");
+    QPCIBus *bus = qpci_new_pc(s, NULL);
+    QPCIDevice *card = qpci_device_find(bus, CARD_DEVFN);
+
+    /* Header type and BIST (read-only), then the low half of BAR 0 */
+    conf1_writel(s, CARD_DEVFN, PCI_BASE_ADDRESS_0 - 2, 0x3000ffff);
+    /* The high half of BAR 0, then the low half of BAR 1 */
+    conf1_writel(s, CARD_DEVFN, PCI_BASE_ADDRESS_0 + 2, 0xe0000000);
+    conf1_writel(s, CARD_DEVFN, PCI_BASE_ADDRESS_0 + 3, 0xffffffff);
+    conf1_writel(s, CARD_DEVFN, PCI_BASE_ADDRESS_0 - 1, 0xffffffff);
+
+    g_assert_cmphex(qpci_config_readl(card, PCI_BASE_ADDRESS_0), ==,
+                    0x2000 | PCI_BASE_ADDRESS_SPACE_IO);
+    g_assert_cmphex(qpci_config_readw(card, PCI_BASE_ADDRESS_1), ==,
+                    0xf000);
+    g_assert_cmphex(qpci_config_readb(card, PCI_HEADER_TYPE), ==,
+                    PCI_HEADER_TYPE_NORMAL);
+    g_assert_cmphex(qtest_inl(s, 0x2000 + A_VTPM_ID), ==,
+                    VTPM_PCI_ID_MAGIC);
+    g_free(card);
+    qpci_free_pc(bus);
+    qtest_quit(s);
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -630,6 +673,8 @@ int main(int argc, char **argv)
         qtest_add_data_func(path, &stream_cases[i], test_stream);
     }
     add_msi_tests();
+    qtest_add_func("/vtpm-pci/fuzz/pinned/unaligned-config",
+                   test_pinned_unaligned_config);
     ret = g_test_run();
     g_rmdir(tmp_dir);
     g_free(tmp_dir);
