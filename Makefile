@@ -6,6 +6,9 @@
 #                 -device vtpm-pci, its driver and tpm2-tools, to a shell
 #                 on this terminal (GUEST=none: QEMU with no guest)
 #   make check    set up the host, build, run the test suite
+#   make check-quick
+#                 build, and run the qtests only (TESTS="vtpm-pci-test
+#                 ...": those only): the edit-build-test loop
 #   make bench    set up the host, build, and benchmark vtpm-pci against
 #                 tpm-crb and tpm-tis with swtpm (QUICK=1: the short run
 #                 that make check does)
@@ -34,8 +37,8 @@ export GUEST
 # "make bench QUICK=1": short runs, a few minutes in all
 QUICK ?=
 
-.PHONY: all setup fetch overlay build run check bench export check-series \
-	fuzz refresh-patches clean
+.PHONY: all setup fetch overlay build run check check-quick bench export \
+	check-series fuzz refresh-patches clean
 
 all: build
 
@@ -56,6 +59,11 @@ run: build
 
 check: build
 	@build-aux/check.sh
+
+# "make check-quick TESTS=vtpm-pci-test": the qtests named only
+TESTS ?=
+check-quick: build
+	@build-aux/check-quick.sh $(TESTS)
 
 bench: build
 	@bench/bench.py $(if $(QUICK),--quick)

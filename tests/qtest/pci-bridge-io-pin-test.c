@@ -128,7 +128,7 @@ static void test_registers(const void *data)
     qpci_config_writew(t.bridge, PCI_MEMORY_BASE, 0xfe00);
     g_assert_cmphex(qpci_config_readw(t.bridge, PCI_MEMORY_BASE), ==, 0xfe00);
 
-    /* Each reset, the first write that would move the window is logged */
+    /* The first write that would move the window is logged, only it */
     g_assert_cmpint(window_move_reports(log), ==, 1);
 
     /* A system reset puts everything else back, and keeps the window */
@@ -136,12 +136,12 @@ static void test_registers(const void *data)
     assert_window(t.bridge);
     g_assert_cmphex(qpci_config_readb(t.bridge, PCI_SECONDARY_BUS), ==, 0);
     g_assert_cmphex(qpci_config_readw(t.bridge, PCI_MEMORY_BASE), ==, mem);
+    /* ... also across resets, which a guest may do at will */
     qpci_config_writew(t.bridge, PCI_COMMAND, 0);
-    g_assert_cmpint(window_move_reports(log), ==, 1);
     qpci_config_writeb(t.bridge, PCI_IO_LIMIT, 0xf0);
     qpci_config_writeb(t.bridge, PCI_IO_LIMIT, 0xe0);
     assert_window(t.bridge);
-    g_assert_cmpint(window_move_reports(log), ==, 2);
+    g_assert_cmpint(window_move_reports(log), ==, 1);
     bridge_stop(&t);
     unlink(log);
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# make check-quick: the edit-build-test loop.  After "make build" (which
+# the Makefile runs first), the qtests of tests.sh on the main build,
+# nothing else: a minute or two when the build is warm.  "make check"
+# stays the whole contract (sanitizers, fuzz smoke, e2e, bench).
+#
+#   check-quick.sh [TEST...]    default: every qtest of tests.sh
+
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/tests.sh"
+
+[ $# -gt 0 ] && QTESTS=("$@")
+names=()
+for t in "${QTESTS[@]}"; do
+    names+=("qtest-x86_64/$t")
+done
+exec meson test -C "$QEMU_BUILD" --no-rebuild --print-errorlogs "${names[@]}"
