@@ -12,14 +12,15 @@
 #   e2e.sh [RUN...]
 #
 # where RUN is LINE/CONFIG (7.3/tpm12), LINE (its default set), or CONFIG
-# (on every line).  Configurations: msi intx iobase swtpm tpm12; bios
-# and uefi: measured boot by SeaBIOS and by OVMF into tpm-crb's
-# in-process TPM (-tpmdev libtpms, no card); ppi: a TPM clear through
-# the physical presence interface, carried out by OVMF.  By default, the
-# newest line runs all eight, the others msi and intx: the
-# driver's paths that depend on the kernel (the TPM core's contract, the
-# send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are on every line,
-# and what depends on QEMU alone is tested once.
+# (on every line).  Configurations: msi intx iobase swtpm tpm12; bridge,
+# crowded and pxb: pinned ports behind bridges, and where firmware and
+# Linux put other devices; bios and uefi: measured boot by SeaBIOS and by
+# OVMF into tpm-crb's in-process TPM (-tpmdev libtpms, no card); ppi: a
+# TPM clear through the physical presence interface, carried out by
+# OVMF.  By default, the newest line runs all eleven, the others msi and
+# intx: the driver's paths that depend on the kernel (the TPM core's
+# contract, the send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are
+# on every line, and what depends on QEMU alone is tested once.
 #
 # Each boot has a time limit; QEMU's exit status, set by the guest through
 # isa-debug-exit, says whether the guest saw every check pass.
