@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# make check-quick: the edit-build-test loop.  After "make build" (which
-# the Makefile runs first), the qtests of tests.sh on the main build,
-# nothing else: a minute or two when the build is warm.  "make check"
-# stays the whole contract (sanitizers, fuzz smoke, e2e, bench).
+# The qtests of tests.sh on the main build, through meson: the first
+# stage of "make check", and all of "make check-quick", the
+# edit-build-test loop (after "make build", which the Makefile runs
+# first: a minute or two when the build is warm).  "make check" stays
+# the whole contract (sanitizers, fuzz smoke, e2e, bench).
 #
 #   check-quick.sh [TEST...]    default: every qtest of tests.sh
 

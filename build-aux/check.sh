@@ -39,13 +39,9 @@ results() {
 }
 
 # --- qtests, through meson -------------------------------------------------
-names=()
-for t in "${QTESTS[@]}"; do
-    names+=("qtest-x86_64/$t")
-done
 echo "== qtests: ${QTESTS[*]}"
 rm -f "$QEMU_BUILD/meson-logs/testlog.json"
-meson test -C "$QEMU_BUILD" --no-rebuild --print-errorlogs "${names[@]}"
+"$(dirname "$0")/check-quick.sh"
 counts=$(python3 - "$QEMU_BUILD/meson-logs/testlog.json" <<'EOF'
 import json, re, sys
 

@@ -694,11 +694,6 @@ static bool vtpm_pci_pin(VTPMPCIState *s, Error **errp)
     return true;
 }
 
-static void vtpm_pci_unpin(VTPMPCIState *s)
-{
-    pci_io_unpin(PCI_DEVICE(s));
-}
-
 /*
  * A pinned BAR 0 keeps its base.  All-ones is the sizing protocol and
  * reads back as the size mask; any other value becomes the pinned base.
@@ -796,7 +791,7 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     }
     pci_config_set_interrupt_pin(pci_dev->config, 1);
     if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
-        vtpm_pci_unpin(s);
+        pci_io_unpin(pci_dev);
         return;
     }
     msix_vector_use(pci_dev, 0);
@@ -806,7 +801,7 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                     !vtpm_pci_create_backend(s, errp)) {
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
-        vtpm_pci_unpin(s);
+        pci_io_unpin(pci_dev);
         return;
     }
 
@@ -842,7 +837,7 @@ static void vtpm_pci_exit(PCIDevice *pci_dev)
     qemu_bh_delete(s->query_bh);
     msix_unuse_all_vectors(pci_dev);
     msix_uninit_exclusive_bar(pci_dev);
-    vtpm_pci_unpin(s);
+    pci_io_unpin(pci_dev);
     g_free(s->buf);
     g_free(s->load_buf);
 

@@ -1274,6 +1274,26 @@ static QPCIDevice *pinned_bridge_setup(QPCIBus *bus)
 }
 
 /*
+ * A pc with -device @device at 01:VTPM_SLOT.0, behind the pinned bridge,
+ * its I/O decode on: *@bus, *@bridge and *@dev for the caller to free
+ */
+static QTestState *behind_pinned_bridge(const char *device, QPCIBus **bus,
+                                        QPCIDevice **bridge,
+                                        QPCIDevice **dev)
+{
+    QTestState *s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
+                                "-device %s,bus=br,addr=%d.0", device,
+                                VTPM_SLOT);
+
+    *bus = qpci_new_pc(s, NULL);
+    *bridge = pinned_bridge_setup(*bus);
+    *dev = qpci_device_find(*bus, BUS1_DEVFN(VTPM_SLOT));
+    g_assert_nonnull(*dev);
+    qpci_config_writew(*dev, PCI_COMMAND, PCI_COMMAND_IO);
+    return s;
+}
+
+/*
  * Behind a PCI bridge, a secondary bus reset resets the card like a
  * system reset does: BAR 0 stays pinned, the card decodes its ports
  * again, and its TPM is new (not started).
@@ -1645,13 +1665,7 @@ static void test_pinned_behind_bridge(void)
         g_test_skip("no pci-bridge in this QEMU");
         return;
     }
-    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
-                    "-device vtpm-pci,bus=br,addr=%d.0", VTPM_SLOT);
-    bus = qpci_new_pc(s, NULL);
-    bridge = pinned_bridge_setup(bus);
-    card = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
-    g_assert_nonnull(card);
-    qpci_config_writew(card, PCI_COMMAND, PCI_COMMAND_IO);
+    s = behind_pinned_bridge("vtpm-pci", &bus, &bridge, &card);
     qpci_config_writel(card, PCI_BASE_ADDRESS_0, PINNED_PORT + 0xfc0);
     g_assert_cmphex(qtest_inl(s, PINNED_PORT + 0xfc0 + A_VTPM_ID), ==,
                     VTPM_PCI_ID_MAGIC);
@@ -1769,13 +1783,7 @@ static void test_pinned_hotplug_behind_bridge(void)
         g_test_skip("no pci-bridge or no pci-testdev in this QEMU");
         return;
     }
-    s = qtest_initf("-M pc -device " PINNED_BRIDGE " "
-                    "-device pci-testdev,bus=br,addr=%d.0", VTPM_SLOT);
-    bus = qpci_new_pc(s, NULL);
-    bridge = pinned_bridge_setup(bus);
-    dev = qpci_device_find(bus, BUS1_DEVFN(VTPM_SLOT));
-    g_assert_nonnull(dev);
-    qpci_config_writew(dev, PCI_COMMAND, PCI_COMMAND_IO);
+    s = behind_pinned_bridge("pci-testdev", &bus, &bridge, &dev);
     qpci_config_writel(dev, PCI_BASE_ADDRESS_1, PINNED_PORT + 0x100);
 
     rsp = qtest_qmp(s, "{ 'execute': 'device_add', 'arguments': {"
