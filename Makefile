@@ -12,8 +12,15 @@
 #   make bench    set up the host, build, and benchmark vtpm-pci against
 #                 tpm-crb and tpm-tis with swtpm (QUICK=1: the short run
 #                 that make check does)
-#   make export   write the change as a patch series (patches are in
-#                 $(VTPM_CACHE)/series) and check it applies
+#   make absorb   fold the edits made to the series' files (in the
+#                 checkout, and QEMU's in $(VTPM_CACHE)/qemu) into the
+#                 commits they belong to, and rewrite patches/ (COMMIT=N:
+#                 what git absorb cannot place goes into patch N)
+#   make export   rewrite patches/ from the series' git branch, after
+#                 editing it with git (build-aux/series.sh git ...)
+#   make format-series
+#                 the series as it is sent, numbered, with the cover
+#                 letter, in $(VTPM_CACHE)/series
 #   make check-series
 #                 build each commit of the series on its own and run its
 #                 qtests (slow: a maintainer's check before sending)
@@ -37,8 +44,8 @@ export GUEST
 # "make bench QUICK=1": short runs, a few minutes in all
 QUICK ?=
 
-.PHONY: all setup fetch overlay build run check check-quick bench export \
-	check-series fuzz refresh-patches clean
+.PHONY: all setup fetch overlay build run check check-quick bench absorb \
+	export format-series check-series fuzz clean
 
 all: build
 
@@ -49,7 +56,7 @@ fetch: setup
 	@build-aux/fetch-qemu.sh
 
 overlay: fetch
-	@build-aux/qemu-tree.py overlay
+	@build-aux/series.sh sync
 
 build: overlay
 	@build-aux/build.sh
@@ -68,8 +75,16 @@ check-quick: build
 bench: build
 	@bench/bench.py $(if $(QUICK),--quick)
 
+# "make absorb COMMIT=43": edits git absorb cannot place go into patch 43
+COMMIT ?=
+absorb: fetch
+	@build-aux/series.sh absorb $(COMMIT)
+
 export: fetch
-	@build-aux/qemu-tree.py export -o $(VTPM_CACHE)/series
+	@build-aux/series.sh export
+
+format-series: fetch
+	@build-aux/series.sh format $(VTPM_CACHE)/series
 
 check-series: fetch
 	@build-aux/check-series.sh
@@ -79,11 +94,6 @@ check-series: fetch
 FUZZ_TARGETS ?=
 fuzz: overlay
 	@FUZZ_SECONDS=$(or $(SECONDS),60) build-aux/fuzz.sh $(FUZZ_TARGETS)
-
-# After editing QEMU's own files in $(VTPM_CACHE)/qemu: fold the edits
-# back into patches/.
-refresh-patches:
-	@build-aux/qemu-tree.py refresh
 
 clean:
 	rm -rf $(VTPM_CACHE)/build $(VTPM_CACHE)/series

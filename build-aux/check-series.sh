@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# Check that every commit of the exported series builds on its own, and
-# that the qtests it has so far pass: apply the patches one at a time
-# with "git am" to a copy of Debian's pristine QEMU, and after each one
+# Check that every commit of the series builds on its own, and that the
+# qtests it has so far pass: apply patches/ one at a time with "git am"
+# to Debian's pristine QEMU (the series repository's base), and after
+# each one
 # build QEMU and the qtests of the test suite that exist by then.  A
 # maintainer's check before sending the series (git bisect must never
 # land on a commit that does not build); slow, so not part of "make
@@ -11,7 +12,10 @@
 #
 # The tree and its build live in $VTPM_CACHE/series-check, laid out like
 # the main ones (qemu/, build/) so that ccache serves most of the
-# compiles from the main build.
+# compiles from the main build; the tree's repository is beside it, not
+# in it, as for the main tree (a .git makes QEMU's configure turn on
+# -Werror, and every compile command would differ from the main
+# build's).
 
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -20,21 +24,19 @@ set -euo pipefail
 work=$VTPM_CACHE/series-check
 src=$work/qemu
 build=$work/build
-series=$VTPM_CACHE/series
 export CCACHE_BASEDIR=$VTPM_CACHE
 export CCACHE_NOHASHDIR=1
 ident=(-c user.name=vtpm-pci -c user.email=vtpm-pci@localhost)
 
-"$VTPM_TOP/build-aux/qemu-tree.py" export --output "$series" > /dev/null
-mapfile -t patches < <(ls "$series"/*.patch)
+mapfile -t patches < <(ls "$VTPM_TOP"/patches/*.patch)
 
-echo "check-series: copying the pristine tree"
+echo "check-series: checking out the base"
 rm -rf "$work"
-mkdir -p "$work"
-cp -a "$VTPM_CACHE/qemu-pristine" "$src"
-git -C "$src" init -q
-git -C "$src" add -A
-git -C "$src" "${ident[@]}" commit -q -m pristine
+mkdir -p "$src"
+git clone -q --bare --shared "$SERIES_GIT" "$work/repo.git"
+export GIT_DIR=$work/repo.git GIT_WORK_TREE=$src
+git config core.bare false
+git checkout -q --detach base
 
 # The device set of the build, less what the tree does not define yet
 devices() {
@@ -57,7 +59,7 @@ failed=0
 for patch in "${patches[@]}"; do
     n=$((n + 1))
     name=${patch##*/}
-    git -C "$src" "${ident[@]}" am -q "$patch"
+    git "${ident[@]}" am -q "$patch"
     devices > "$src/configs/devices/x86_64-softmmu/vtpm-pci.mak"
     if [ ! -f "$build/build.ninja" ]; then
         mkdir -p "$build"

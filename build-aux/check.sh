@@ -104,15 +104,14 @@ result "run: QEMU starts with the card and quits on request" $?
 
 # --- the patch series ---------------------------------------------------------
 echo "== patch series"
-series=$VTPM_CACHE/series
-"$(dirname "$0")/qemu-tree.py" export -o "$series"
-result "export: the series applies to QEMU with git am" $?
+"$(dirname "$0")/series.sh" check
+result "series: patches/ applies with git am and ends with the checkout" $?
 
 cp_out=$(cd "$VTPM_CACHE/qemu-pristine" &&
-         perl scripts/checkpatch.pl --no-color "$series"/*.patch 2>&1)
+         perl scripts/checkpatch.pl --no-color "$VTPM_TOP"/patches/*.patch 2>&1)
 cp_status=$?
 echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
-result "checkpatch: no errors in the exported series" $cp_status
+result "checkpatch: no errors in patches/" $cp_status
 
 # --- sanitizers: the qtests under ASan, UBSan and TSan; the fuzz smoke ------
 # build-aux/fuzz.sh and tsan.sh build QEMU with clang-14 in builds of their

@@ -12,6 +12,8 @@ export VTPM_CACHE
 export QEMU_VERSION
 VTPM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QEMU_SRC=$VTPM_CACHE/qemu
+# The series as a git branch, QEMU_SRC its working tree (series.sh)
+SERIES_GIT=$VTPM_CACHE/qemu.git
 QEMU_BUILD=$VTPM_CACHE/build
 QEMU_BIN=$QEMU_BUILD/qemu-system-x86_64
 

@@ -6,7 +6,8 @@
 #
 #   $VTPM_CACHE/dl/               the .dsc and tarballs, kept
 #   $VTPM_CACHE/qemu-pristine/    the unpacked tree, never modified
-#   $VTPM_CACHE/qemu/             a copy that build-aux/qemu-tree.py edits
+#   $VTPM_CACHE/qemu/             a copy, the working tree of the series'
+#                                 git branch (build-aux/series.sh)
 #
 # The series is for one upstream release line, $QEMU_VERSION (env.sh):
 # "10.2" takes the newest 10.2.x that any suite in apt's deb-src lists
@@ -74,16 +75,20 @@ if [ -z "$version" ]; then
 fi
 dsc=qemu_${version#*:}.dsc
 
-if [ "$(cat "$pristine/.debian-version" 2>/dev/null)" = "${version#*:}" ] &&
-   [ -f "$work/.debian-version" ]; then
-    exit 0
+if [ "$(cat "$pristine/.debian-version" 2>/dev/null)" != "${version#*:}" ]
+then
+    echo "fetch-qemu: QEMU ${version#*:} from Debian"
+    rm -rf "$pristine.tmp" "$pristine" "$work" "$QEMU_BUILD"
+    dpkg-source --no-copy -q -x "$dl/$dsc" "$pristine.tmp"
+    echo "${version#*:}" > "$pristine.tmp/.debian-version"
+    mv "$pristine.tmp" "$pristine"
 fi
 
-echo "fetch-qemu: QEMU ${version#*:} from Debian"
-rm -rf "$pristine.tmp" "$pristine" "$work" "$QEMU_BUILD"
-dpkg-source --no-copy -q -x "$dl/$dsc" "$pristine.tmp"
-echo "${version#*:}" > "$pristine.tmp/.debian-version"
-mv "$pristine.tmp" "$pristine"
-
-cp -a "$pristine" "$work.tmp"
-mv "$work.tmp" "$work"
+# The working tree, and the series repository around it.  (A tree laid
+# out by the project's older tools, with no repository, is made anew.)
+if [ ! -f "$work/.debian-version" ] || [ ! -d "$SERIES_GIT" ]; then
+    rm -rf "$work" "$work.tmp"
+    cp -a "$pristine" "$work.tmp"
+    mv "$work.tmp" "$work"
+    "$VTPM_TOP/build-aux/series.sh" init
+fi

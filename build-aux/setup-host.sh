@@ -25,6 +25,7 @@ PACKAGES=(
     expect                      # the test that drives "make run"
     gnuplot-nox                 # the benchmark's plot (bench/)
     libssl-dev                  # the benchmark's HMAC session (bench/)
+    git git-absorb              # the series as a git branch (series.sh)
 )
 BACKPORTS_PACKAGES=(meson)
 MESON_MIN=1.5

@@ -21,7 +21,7 @@
 # in QEMU's own code, glib and TSan's model of coroutines, and is no
 # race of the series', is suppressed in build-aux/tsan-suppressions.txt,
 # each with its reason.  Lays the change over the working copy first
-# (qemu-tree.py overlay, as "make fuzz" does), so QEMU's source must
+# (series.sh sync, as "make fuzz" does), so QEMU's source must
 # have been fetched ("make overlay").  The build lives in
 # $VTPM_CACHE/build-tsan.  On 2 cores the first build takes about 3.5
 # minutes, the qtests about 2 (up to 6 with fuzzers running beside them;
@@ -68,7 +68,7 @@ build() {
     local t targets=(qemu-system-x86_64)
 
     install_debs "${PACKAGES[@]}"
-    "$VTPM_TOP/build-aux/qemu-tree.py" overlay
+    "$VTPM_TOP/build-aux/series.sh" sync
     # --enable-tsan with clang-14, as QEMU's docs/devel/testing/main.rst
     # says.  --with-coroutine=ucontext: the backend that tells TSan about
     # its stack switches (util/coroutine-ucontext.c switches TSan fibers);

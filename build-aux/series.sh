@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The change to QEMU is a git branch: "vtpm-pci", one commit per patch,
+# on top of a commit "base" holding Debian's pristine QEMU source.  Its
+# repository is $SERIES_GIT; its working tree is $QEMU_SRC, the tree
+# that every build of the project compiles.  (The repository lives
+# outside the tree: a .git inside QEMU's source changes what its
+# configure does.)  Two copies of the branch are kept in the checkout:
+#
+#   patches/*.patch   the branch as "git format-patch" writes it, the
+#                     form the change is reviewed and sent in;
+#   hw/, include/, ...  the files the series adds, at their in-tree
+#                     paths, as the branch's last commit has them.
+#
+# Subcommands:
+#
+#   init      make the repository for the tree fetch-qemu.sh just laid
+#             out (pristine), or add a new QEMU release as the new base
+#   sync      bring the branch and the working tree up to date: apply
+#             patches/ anew when they changed (git am), then copy the
+#             checkout's versions of the added files into the tree;
+#             "make overlay", and so every build, runs this
+#   absorb [COMMIT]
+#             fold every edit (to an added file, in the checkout; to one
+#             of QEMU's files, in $QEMU_SRC) into the commit it belongs
+#             to, with git absorb, and export; an edit git absorb cannot
+#             place (lines that only a new commit explains, a new file)
+#             goes into COMMIT: a patch number (43), or a commit id
+#   export    write patches/ and the checkout's added files from the
+#             branch, after it was edited with git (rebase -i, commit)
+#   format DIR
+#             the series as it is mailed, numbered, with the cover letter
+#             (patches/cover-letter.txt), in DIR
+#   check     prove that patches/ applies to the pristine tree with git
+#             am and ends with the checkout's files, and nothing else
+#   git ARGS  run git on the series repository (cd-free)
+#
+# The README ("Editing the series") shows the everyday uses.
+
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+export GIT_DIR=$SERIES_GIT GIT_WORK_TREE=$QEMU_SRC
+PATCHES=$VTPM_TOP/patches
+BRANCH=vtpm-pci
+
+# Folders of the checkout that mirror QEMU's tree, and those inside them
+# that are the project's own (the benchmark's and the fuzzers' records)
+TREE_DIRS=(backends docs hw include qapi tests)
+OWN_DIRS='^docs/(bench|fuzz)/'
+
+# Laid into the tree for the build, never part of the series
+BUILD_FILES=(configs/devices/x86_64-softmmu/vtpm-pci.mak)
+BUILD_SOURCES=(build-aux/devices-x86_64.mak)
+
+die() {
+    echo "series: $*" >&2
+    exit 1
+}
+
+in_progress() {
+    [ -d "$GIT_DIR/rebase-merge" ] || [ -d "$GIT_DIR/rebase-apply" ]
+}
+
+# The checkout's files that belong in QEMU's tree, one a line
+checkout_files() {
+    git -C "$VTPM_TOP" --git-dir="$VTPM_TOP/.git" --work-tree="$VTPM_TOP" \
+        ls-files -co --exclude-standard -- "${TREE_DIRS[@]}" |
+        grep -Ev "$OWN_DIRS" | sort -u
+}
+
+# The files the branch adds to QEMU's tree, one a line
+added_files() {
+    git diff --name-only --diff-filter=A base HEAD | sort
+}
+
+patches_stamp() {
+    cat "$PATCHES"/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+cmd_init() {
+    local version parent tree commit name email
+
+    version=$(cat "$QEMU_SRC/.debian-version")
+    if [ ! -d "$GIT_DIR" ]; then
+        git init -q
+        git config core.worktree "$QEMU_SRC"
+        name=$(git -C "$VTPM_TOP" config user.name || echo vtpm-pci)
+        email=$(git -C "$VTPM_TOP" config user.email ||
+                echo vtpm-pci@localhost)
+        git config user.name "$name"
+        git config user.email "$email"
+        # Stable blob ids in the patches, as QEMU asks of its posters
+        git config core.abbrev 12
+        # The whole branch is the stack git absorb may fix up
+        git config absorb.maxStack 1000
+        cat > "$GIT_DIR/info/exclude" <<EOF
+/.debian-version
+__pycache__/
+*.pyc
+$(printf '/%s\n' "${BUILD_FILES[@]}")
+EOF
+    fi
+    if [ "$(git config vtpm.base-version || true)" = "$version" ]; then
+        return 0
+    fi
+    # The pristine tree becomes "base"; a new release is committed on top
+    # of the old base, so that git am -3 and git rebase can carry the
+    # series across
+    echo "series: committing QEMU $version as the base"
+    parent=$(git rev-parse -q --verify refs/tags/base || true)
+    GIT_INDEX_FILE=$GIT_DIR/index.base git add -A
+    tree=$(GIT_INDEX_FILE=$GIT_DIR/index.base git write-tree)
+    rm -f "$GIT_DIR/index.base"
+    commit=$(git commit-tree "$tree" ${parent:+-p "$parent"} \
+             -m "QEMU $version, Debian's source package")
+    git tag -f base "$commit" > /dev/null
+    git update-ref "refs/heads/$BRANCH" "$commit"
+    git symbolic-ref HEAD "refs/heads/$BRANCH"
+    git read-tree base
+    git config vtpm.base-version "$version"
+    git config --unset vtpm.patches-stamp || true
+    git update-ref -d refs/vtpm/exported || true
+}
+
+# QEMU's own files that have uncommitted edits in the tree
+qemu_edits() {
+    { git diff --name-only HEAD; git ls-files -o --exclude-standard; } |
+        sort -u | comm -23 - <(checkout_files)
+}
+
+# Apply patches/ anew: the branch becomes base plus git am of patches/
+reapply() {
+    local stamp=$1 edits
+
+    edits=$(qemu_edits)
+    [ -z "$edits" ] ||
+        die "patches/ changed, and QEMU's files in $QEMU_SRC have edits" \
+            "that are in no commit ($(echo $edits)): make absorb, or" \
+            "drop them (build-aux/series.sh git checkout -- FILE)"
+    if git rev-parse -q --verify refs/vtpm/exported > /dev/null &&
+       [ "$(git rev-parse HEAD)" != "$(git rev-parse refs/vtpm/exported)" ]
+    then
+        die "patches/ changed, and the branch has commits that were never" \
+            "exported: make export (or drop them with" \
+            "build-aux/series.sh git reset --hard refs/vtpm/exported)"
+    fi
+    echo "series: applying patches/ to QEMU $(git config vtpm.base-version)"
+    git checkout -q -f -B "$BRANCH" base
+    git clean -q -f -- "${TREE_DIRS[@]}"
+    # -3: a patch whose context moved (a new QEMU release as the base)
+    # applies by a three-way merge, from the blobs the patch names
+    if ! git am -q -3 "$PATCHES"/*.patch; then
+        die "git am stopped (above): resolve in $QEMU_SRC, then" \
+            "build-aux/series.sh git am --continue, and make export;" \
+            "or build-aux/series.sh git am --abort and fix patches/"
+    fi
+    git update-ref refs/vtpm/exported HEAD
+    git config vtpm.patches-stamp "$stamp"
+}
+
+cmd_sync() {
+    local stamp f i head_id have want
+
+    if in_progress; then
+        echo "series: a rebase or git am is under way in $GIT_DIR;" \
+             "building the tree as it is" >&2
+    else
+        stamp=$(patches_stamp)
+        if [ "$stamp" != "$(git config vtpm.patches-stamp || true)" ]; then
+            reapply "$stamp"
+        elif [ "$(git rev-parse HEAD)" != \
+               "$(git rev-parse refs/vtpm/exported)" ]; then
+            die "the branch has commits that are not in patches/ yet:" \
+                "make export"
+        fi
+
+        # The checkout's version of each added file goes into the tree,
+        # unless the tree's copy holds an edit of its own
+        while read -r f; do
+            want=$(git hash-object "$VTPM_TOP/$f")
+            have=$(git hash-object "$QEMU_SRC/$f" 2>/dev/null || true)
+            [ "$have" = "$want" ] && continue
+            head_id=$(git rev-parse -q --verify "HEAD:$f" || true)
+            if [ -n "$have" ] && [ "$have" != "$head_id" ]; then
+                die "$QEMU_SRC/$f was edited in the tree: the project's" \
+                    "own files are edited in the checkout ($f); copy the" \
+                    "edit there, or drop it (rm the file)"
+            fi
+            if git cat-file -e "base:$f" 2>/dev/null; then
+                die "$f is one of QEMU's files: edit it in $QEMU_SRC," \
+                    "not in the checkout"
+            fi
+            mkdir -p "$(dirname "$QEMU_SRC/$f")"
+            cp "$VTPM_TOP/$f" "$QEMU_SRC/$f.vtpm-tmp"
+            mv "$QEMU_SRC/$f.vtpm-tmp" "$QEMU_SRC/$f"
+            echo "series: $f"
+        done < <(checkout_files)
+        # An added file the checkout no longer has is deleted
+        while read -r f; do
+            [ -e "$QEMU_SRC/$f" ] || continue
+            [ "$(git hash-object "$QEMU_SRC/$f")" = \
+              "$(git rev-parse "HEAD:$f")" ] || continue
+            rm "$QEMU_SRC/$f"
+            echo "series: $f deleted"
+        done < <(added_files | comm -23 - <(checkout_files))
+    fi
+
+    for i in "${!BUILD_FILES[@]}"; do
+        cmp -s "$VTPM_TOP/${BUILD_SOURCES[$i]}" \
+            "$QEMU_SRC/${BUILD_FILES[$i]}" && continue
+        cp "$VTPM_TOP/${BUILD_SOURCES[$i]}" "$QEMU_SRC/${BUILD_FILES[$i]}"
+    done
+}
+
+cmd_export() {
+    local out f
+
+    in_progress && die "finish the rebase or git am first"
+    [ -z "$(git diff --cached --name-only)" ] ||
+        die "staged edits are in no commit: commit or absorb them first"
+    [ -z "$(qemu_edits)" ] ||
+        echo "series: note: edits to QEMU's files in $QEMU_SRC are in no" \
+             "commit, and not exported: $(qemu_edits | tr '\n' ' ')" >&2
+
+    # Numbers and ids change with every rebase: the patches here carry
+    # neither, so that a diff of patches/ shows what changed
+    out=$(mktemp -d "$PATCHES.XXXXXX")
+    git format-patch -q --zero-commit --no-signature --no-numbered \
+        -o "$out" base..HEAD
+    rm -f "$PATCHES"/*.patch
+    mv "$out"/*.patch "$PATCHES"/
+    rmdir "$out"
+
+    # The checkout takes the branch's version of a file, unless it holds
+    # an edit that is in no commit (one git absorb left, say)
+    while read -r f; do
+        git show "HEAD:$f" | cmp -s - "$VTPM_TOP/$f" && continue
+        if [ -f "$VTPM_TOP/$f" ] &&
+           ! git show "refs/vtpm/exported:$f" 2> /dev/null |
+               cmp -s - "$VTPM_TOP/$f"; then
+            echo "series: $f has edits in no commit: left as it is" >&2
+            continue
+        fi
+        mkdir -p "$(dirname "$VTPM_TOP/$f")"
+        git show "HEAD:$f" > "$VTPM_TOP/$f.vtpm-tmp"
+        mv "$VTPM_TOP/$f.vtpm-tmp" "$VTPM_TOP/$f"
+        echo "series: $f"
+    done < <(added_files)
+    while read -r f; do
+        echo "series: $f is in the checkout but in no commit:" \
+             "make absorb COMMIT=N adds it to commit N" >&2
+    done < <(checkout_files | comm -13 <(added_files) -)
+
+    git update-ref refs/vtpm/exported HEAD
+    git config vtpm.patches-stamp "$(patches_stamp)"
+    echo "series: $(git rev-list --count base..HEAD) patches in patches/"
+}
+
+# A commit of the branch, by patch number or commit id
+resolve() {
+    local n
+
+    if [[ $1 =~ ^[0-9]{1,4}$ ]]; then
+        n=$((10#$1))
+        git rev-list --reverse base..HEAD | sed -n "${n}p" | grep . ||
+            die "no patch $1 in the series"
+    else
+        git rev-parse --verify "$1^{commit}"
+    fi
+}
+
+cmd_absorb() {
+    local into=${1:-} left
+
+    cmd_sync
+    git add -A -- .
+    if git diff --cached --quiet; then
+        echo "series: no edits to absorb"
+        return 0
+    fi
+    if [ -n "$into" ]; then
+        git commit -q --fixup="$(resolve "$into")"
+    else
+        env -u GIT_WORK_TREE git absorb --base base
+    fi
+    left=$(git diff --cached --stat)
+    GIT_SEQUENCE_EDITOR=true git rebase -q -i --autosquash --autostash base
+    cmd_export
+    [ -z "$left" ] && return 0
+    echo "$left" >&2
+    die "git absorb found no one commit for the edits above (new lines" \
+        "that no commit's lines surround, or new files): make absorb" \
+        "COMMIT=N puts them into patch N; the rest is absorbed"
+}
+
+# git am of patches/ onto the base, in a scratch worktree: the series
+# applies, and its last commit holds exactly the checkout's added files
+cmd_check() {
+    local wt=$VTPM_CACHE/series-am bad=0 f
+
+    git worktree remove --force "$wt" 2> /dev/null || rm -rf "$wt"
+    git worktree prune
+    git worktree add -q --detach "$wt" base
+    if ! env -u GIT_DIR -u GIT_WORK_TREE git -C "$wt" am -q \
+            "$PATCHES"/*.patch; then
+        git worktree remove --force "$wt"
+        die "patches/ does not apply to QEMU $(git config vtpm.base-version)"
+    fi
+    while read -r f; do
+        if [ ! -f "$wt/$f" ]; then
+            echo "series: $f is in the checkout but in no patch" >&2
+            bad=1
+        elif ! cmp -s "$wt/$f" "$VTPM_TOP/$f"; then
+            echo "series: $f differs from what patches/ makes of it" >&2
+            bad=1
+        fi
+    done < <(checkout_files)
+    while read -r f; do
+        echo "series: patches/ adds $f, which the checkout lacks" >&2
+        bad=1
+    done < <(env -u GIT_DIR -u GIT_WORK_TREE git -C "$wt" diff \
+                 --name-only --diff-filter=A base HEAD | sort |
+             comm -23 - <(checkout_files))
+    git worktree remove --force "$wt"
+    [ $bad -eq 0 ] || return 1
+    echo "series: $(ls "$PATCHES"/*.patch | wc -l) patches apply with" \
+         "git am to QEMU $(git config vtpm.base-version) and end with" \
+         "the checkout's files"
+}
+
+# The series as it is sent: numbered, with a cover letter whose subject
+# and text are patches/cover-letter.txt's (its first line, the rest)
+cmd_format() {
+    local out=$1
+
+    rm -rf "$out"
+    git config "branch.$BRANCH.description" \
+        "$(cat "$PATCHES/cover-letter.txt")"
+    git format-patch -q --cover-letter --cover-from-description=subject \
+        --thread=shallow -o "$out" base.."$BRANCH"
+    echo "series: $(ls "$out" | wc -l) mails in $out"
+}
+
+case ${1:-} in
+init) cmd_init ;;
+sync) cmd_sync ;;
+absorb) shift; cmd_absorb "$@" ;;
+export) cmd_export ;;
+format) shift; cmd_format "$@" ;;
+check) cmd_check ;;
+git) shift; exec git "$@" ;;
+*) die "usage: $0 init|sync|absorb [COMMIT]|export|check|git ARGS" ;;
+esac
