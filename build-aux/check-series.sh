@@ -38,29 +38,13 @@ export GIT_DIR=$work/repo.git GIT_WORK_TREE=$src
 git config core.bare false
 git checkout -q --detach base
 
-# The device set of the build, less what the tree does not define yet
-devices() {
-    local line sym
-    while read -r line; do
-        case $line in
-        CONFIG_*=y)
-            sym=${line%%=*}
-            sym=${sym#CONFIG_}
-            if grep -rqs --include=Kconfig "^config $sym\$" "$src"; then
-                echo "$line"
-            fi
-            ;;
-        esac
-    done < "$VTPM_TOP/build-aux/devices-x86_64.mak"
-}
-
 n=0
 failed=0
 for patch in "${patches[@]}"; do
     n=$((n + 1))
     name=${patch##*/}
     git "${ident[@]}" am -q "$patch"
-    devices > "$src/configs/devices/x86_64-softmmu/vtpm-pci.mak"
+    series_devices "$src"
     if [ ! -f "$build/build.ninja" ]; then
         mkdir -p "$build"
         (cd "$build" && "$src/configure" "${QEMU_CONFIGURE_ARGS[@]}") \

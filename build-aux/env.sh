@@ -94,3 +94,28 @@ install_debs() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         --no-install-recommends "${missing[@]}"
 }
+
+# series_devices TREE: the build's device set in TREE, less what TREE
+# does not define yet (an early commit of the series, for check-series.sh
+# and series.sh verify); the file is rewritten only when that changes, as
+# the build reconfigures whenever it is written
+series_devices() {
+    local line sym mak=$1/configs/devices/x86_64-softmmu/vtpm-pci.mak
+
+    while read -r line; do
+        case $line in
+        CONFIG_*=y)
+            sym=${line%%=*}
+            sym=${sym#CONFIG_}
+            if grep -rqs --include=Kconfig "^config $sym\$" "$1"; then
+                echo "$line"
+            fi
+            ;;
+        esac
+    done < "$VTPM_TOP/build-aux/devices-x86_64.mak" > "$mak.tmp"
+    if cmp -s "$mak.tmp" "$mak"; then
+        rm "$mak.tmp"
+    else
+        mv "$mak.tmp" "$mak"
+    fi
+}

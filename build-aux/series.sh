@@ -32,6 +32,10 @@
 #   format DIR
 #             the series as it is mailed, numbered, with the cover letter
 #             (patches/cover-letter.txt), in DIR
+#   verify [COMMIT]
+#             compile the C files of the series at each commit from
+#             COMMIT (default: the first) on; absorb does this for what
+#             it rewrote
 #   check     prove that patches/ applies to the pristine tree with git
 #             am and ends with the checkout's files, and nothing else
 #   git ARGS  run git on the series repository (cd-free)
@@ -110,7 +114,7 @@ EOF
     # series across
     echo "series: committing QEMU $version as the base"
     parent=$(git rev-parse -q --verify refs/tags/base || true)
-    GIT_INDEX_FILE=$GIT_DIR/index.base git add -A
+    GIT_INDEX_FILE=$GIT_DIR/index.base git add -A --force
     tree=$(GIT_INDEX_FILE=$GIT_DIR/index.base git write-tree)
     rm -f "$GIT_DIR/index.base"
     commit=$(git commit-tree "$tree" ${parent:+-p "$parent"} \
@@ -161,7 +165,7 @@ reapply() {
 }
 
 cmd_sync() {
-    local stamp f i head_id have want
+    local stamp f i head_id have want exported
 
     if in_progress; then
         echo "series: a rebase or git am is under way in $GIT_DIR;" \
@@ -172,17 +176,22 @@ cmd_sync() {
             reapply "$stamp"
         elif [ "$(git rev-parse HEAD)" != \
                "$(git rev-parse refs/vtpm/exported)" ]; then
-            die "the branch has commits that are not in patches/ yet:" \
-                "make export"
+            echo "series: the branch has commits not in patches/ yet" \
+                 "(make absorb folds fixup! commits; make export)" >&2
         fi
 
         # The checkout's version of each added file goes into the tree,
-        # unless the tree's copy holds an edit of its own
+        # unless the tree's copy holds an edit of its own, or the branch
+        # has a commit of it that is not exported yet
         while read -r f; do
             want=$(git hash-object "$VTPM_TOP/$f")
             have=$(git hash-object "$QEMU_SRC/$f" 2>/dev/null || true)
             [ "$have" = "$want" ] && continue
             head_id=$(git rev-parse -q --verify "HEAD:$f" || true)
+            exported=$(git rev-parse -q --verify "refs/vtpm/exported:$f" ||
+                       true)
+            [ "$want" = "$exported" ] && [ "$have" = "$head_id" ] &&
+                continue
             if [ -n "$have" ] && [ "$have" != "$head_id" ]; then
                 die "$QEMU_SRC/$f was edited in the tree: the project's" \
                     "own files are edited in the checkout ($f); copy the" \
@@ -271,28 +280,151 @@ resolve() {
     fi
 }
 
+# Where, by position in the series (1 is patch 1), the fixup! commits
+# after $1 go, one a line
+fixup_targets() {
+    local subject
+
+    git log --format=%s "$1..HEAD" | sed -E 's/^(fixup|amend|squash)! //' |
+        while read -r subject; do
+            git log --reverse --format=%s "base..$1" |
+                grep -n -F -x -m1 -- "$subject" | cut -d: -f1 | grep . ||
+                git rev-list --reverse "base..$1" |
+                grep -n -m1 "^$(git rev-parse "$subject")" | cut -d: -f1
+        done | sort -n -u
+}
+
+# Fold the commits after $1 (fixups) in, and prove the result: every
+# commit they rewrote, from patch $2 on, still compiles.  On failure the
+# branch is put back to $1, the edits staged, and this returns 1.
+fold() {
+    local before=$1 first=$2
+
+    GIT_SEQUENCE_EDITOR=true git rebase -q -i --autosquash --autostash base
+    cmd_verify "$(git rev-list --reverse base..HEAD | sed -n "${first}p")" \
+        "$before" && return 0
+    git reset -q --soft "$before"
+    return 1
+}
+
 cmd_absorb() {
-    local into=${1:-} left
+    local into=${1:-} left before targets first last
 
     cmd_sync
+    in_progress && die "finish the rebase or git am first"
     git add -A -- .
-    if git diff --cached --quiet; then
+    # Fixup commits of your own, since the last export, are folded too
+    before=$(git rev-parse refs/vtpm/exported)
+    if git diff --cached --quiet && [ "$(git rev-parse HEAD)" = "$before" ]
+    then
         echo "series: no edits to absorb"
         return 0
     fi
-    if [ -n "$into" ]; then
+    if git diff --cached --quiet; then
+        :
+    elif [ -n "$into" ]; then
         git commit -q --fixup="$(resolve "$into")"
     else
         env -u GIT_WORK_TREE git absorb --base base
     fi
     left=$(git diff --cached --stat)
-    GIT_SEQUENCE_EDITOR=true git rebase -q -i --autosquash --autostash base
+    targets=$(fixup_targets "$before")
+    [ -n "$targets" ] || die "git absorb found no commit for any edit:" \
+        "make absorb COMMIT=N puts them into patch N"
+    first=$(head -n1 <<< "$targets")
+    last=$(tail -n1 <<< "$targets")
+    echo "series: folding edits into patch $(echo $targets)"
+    if ! fold "$before" "$first"; then
+        # git absorb places a hunk by its lines alone: a function that one
+        # commit defines and another uses can come apart.  Every edit in
+        # the last of those commits cannot.
+        [ -z "$into" ] && [ "$first" != "$last" ] ||
+            die "a commit no longer compiles (above); nothing changed:" \
+                "the edits are staged in $QEMU_SRC"
+        echo "series: not every commit compiles that way; every edit" \
+             "into patch $last instead"
+        git commit -q --fixup="$(resolve "$last")"
+        fold "$before" "$last" ||
+            die "a commit no longer compiles (above); nothing changed:" \
+                "the edits are staged in $QEMU_SRC"
+    fi
     cmd_export
     [ -z "$left" ] && return 0
     echo "$left" >&2
     die "git absorb found no one commit for the edits above (new lines" \
         "that no commit's lines surround, or new files): make absorb" \
         "COMMIT=N puts them into patch N; the rest is absorbed"
+}
+
+# Compile, at commit $1, in the tree and build in $2, the C files that
+# differ from commit $3, or every C file the series has added or edited
+# by then if $3 is empty or a header differs; GIT_DIR and GIT_WORK_TREE
+# name that tree
+verify_one() {
+    local work=$2 old=${3:-} objs files
+
+    : > "$work/verify.log"
+    git checkout -q -f --detach "$1" &&
+        git clean -q -f -d -- "${TREE_DIRS[@]}" &&
+        series_devices "$work/qemu" || return 1
+    QEMU_SRC=$work/qemu configure_qemu "$work/build" "$work/configure.log" \
+        "${QEMU_CONFIGURE_ARGS[@]}" --enable-seccomp || return 1
+    ninja -C "$work/build" build.ninja > "$work/verify.log" 2>&1 ||
+        return 1
+    files=$(git diff --name-only --diff-filter=AM base HEAD -- '*.c')
+    if [ -n "$old" ] && [ -z "$(git diff --name-only "$old" HEAD -- '*.h')" ]
+    then
+        files=$(git diff --name-only "$old" HEAD -- '*.c')
+    fi
+    [ -n "$files" ] || return 0
+    objs=$(echo "$files" | python3 -c '
+import json, sys
+want = {line.strip() for line in sys.stdin}
+for e in json.load(open(sys.argv[1])):
+    if e["file"].replace("../qemu/", "", 1) in want:
+        print(e["output"])
+' "$work/build/compile_commands.json" | sort -u)
+    # shellcheck disable=SC2086
+    ninja -C "$work/build" $objs > "$work/verify.log" 2>&1 &&
+        ! grep -q 'warning:' "$work/verify.log"
+}
+
+# Compile, at each commit from $1 to the last, the C files the series
+# adds or edits by then (with $2, the series before a fold: those the
+# fold changed), in a tree and build of their own: what a fixup rewrote
+# must still compile, without a warning (QEMU's build does not use
+# -Werror here; see check-series.sh)
+cmd_verify() {
+    local work=$VTPM_CACHE/series-verify c n=0 bad=0 old=
+    # ccache serves a file a commit leaves as another commit had it
+    local -x CCACHE_BASEDIR=$VTPM_CACHE CCACHE_NOHASHDIR=1
+
+    if [ ! -d "$work/repo.git" ]; then
+        mkdir -p "$work/qemu"
+        env -u GIT_DIR -u GIT_WORK_TREE \
+            git clone -q --bare --shared "$SERIES_GIT" "$work/repo.git"
+        git --git-dir="$work/repo.git" config core.bare false
+    fi
+    git --git-dir="$work/repo.git" fetch -q "$SERIES_GIT" \
+        "+HEAD:refs/heads/verify" "+refs/tags/base:refs/tags/base" \
+        ${2:+"+$2:refs/heads/before"}
+    for c in $(git rev-list --reverse "$1^..HEAD"); do
+        n=$((n + 1))
+        # With $2, the series before a fold: its commit at this position
+        [ -n "${2:-}" ] &&
+            old=$(git rev-list --reverse "base..$2" |
+                  sed -n "$(git rev-list --count "base..$c")p")
+        if ! (export GIT_DIR=$work/repo.git GIT_WORK_TREE=$work/qemu
+              verify_one "$c" "$work" "$old"); then
+            grep -E 'error|warning:' "$work/verify.log" | head -n 20 >&2
+            echo "series: $(git log -1 --format='%h %s' "$c")" \
+                 "does not compile cleanly" >&2
+            bad=1
+            break
+        fi
+    done
+    [ $bad -eq 0 ] || return 1
+    echo "series: $n commits compile, from $(git log -1 --format=%h "$1") on"
 }
 
 # git am of patches/ onto the base, in a scratch worktree: the series
@@ -343,6 +475,9 @@ cmd_format() {
     echo "series: $(ls "$out" | wc -l) mails in $out"
 }
 
+# The whole command is read before it runs: an edit of this file while
+# it runs (a long verify) cannot change what it does
+main() {
 case ${1:-} in
 init) cmd_init ;;
 sync) cmd_sync ;;
@@ -350,6 +485,10 @@ absorb) shift; cmd_absorb "$@" ;;
 export) cmd_export ;;
 format) shift; cmd_format "$@" ;;
 check) cmd_check ;;
+verify) shift; cmd_verify "$(resolve "${1:-1}")" ;;
 git) shift; exec git "$@" ;;
-*) die "usage: $0 init|sync|absorb [COMMIT]|export|check|git ARGS" ;;
+*) die "usage: $0 init|sync|absorb [COMMIT]|export|check|verify" \
+       "[COMMIT]|format DIR|git ARGS" ;;
 esac
+}
+main "$@"; exit

@@ -28,8 +28,6 @@
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "qapi/qapi-types-tpm.h"
-#include "block/aio-wait.h"
-#include "block/thread-pool.h"
 #include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "system/runstate.h"
@@ -133,7 +131,6 @@ struct TPMLibtpms {
     /* Read without the lock */
     bool processing;            /* a command is in TPMLIB_Process */
     bool established;           /* cached TPM_IO_TpmEstablished_Get */
-    bool stopping;              /* stop request running in a worker */
     /* locality + 1 of a reset of the established flag yet to be done */
     int reset_established;
     /*
@@ -683,15 +680,6 @@ static void tpm_libtpms_stop_locked(TPMLibtpms *s)
     s->running = false;
 }
 
-static int tpm_libtpms_stop_worker(void *opaque)
-{
-    TPMLibtpms *s = opaque;
-
-    QEMU_LOCK_GUARD(&s->lock);
-    tpm_libtpms_stop_locked(s);
-    return 0;
-}
-
 /*
  * Carry out a restart tpm_libtpms_startup_tpm() left to the TPM's thread;
  * called with s->lock held, before anything else uses the TPM
@@ -708,39 +696,25 @@ static void tpm_libtpms_restart_locked(TPMLibtpms *s)
     tpm_libtpms_start_locked(s, qatomic_read(&s->restart_buffer_size));
 }
 
-static void tpm_libtpms_stop_done(void *opaque, int ret)
-{
-    TPMLibtpms *s = opaque;
-
-    qatomic_set(&s->stopping, false);
-}
-
-/* Stop libtpms and wait for it; called in the main thread */
+/*
+ * Stop libtpms; called in the main thread, on the first start, loadvm
+ * and finalize: a command still in flight holds s->lock, and is waited
+ * for
+ */
 static void tpm_libtpms_stop(TPMLibtpms *s)
 {
-    bool running;
-
     /* Stopped, the TPM will not be restarted as a reset asked */
     qatomic_set(&s->restart, false);
-    WITH_QEMU_LOCK_GUARD(&s->lock) {
-        running = s->running;
-        /*
-         * Its state went out in a migration and this QEMU did not carry
-         * on: the TPM is the destination's now, and shutting it down
-         * here would write a state file this QEMU no longer holds
-         */
-        if (s->relock) {
-            s->needs_shutdown = false;
-        }
+    QEMU_LOCK_GUARD(&s->lock);
+    /*
+     * Its state went out in a migration and this QEMU did not carry on:
+     * the TPM is the destination's now, and shutting it down here would
+     * write a state file this QEMU no longer holds
+     */
+    if (s->relock) {
+        s->needs_shutdown = false;
     }
-    if (!running) {
-        return;
-    }
-
-    qatomic_set(&s->stopping, true);
-    thread_pool_submit_aio(tpm_libtpms_stop_worker, s,
-                           tpm_libtpms_stop_done, s);
-    AIO_WAIT_WHILE(NULL, qatomic_read(&s->stopping));
+    tpm_libtpms_stop_locked(s);
 }
 
 /* TPMBackendClass hooks */
@@ -965,8 +939,6 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
     return options;
 }
 
-/* Creation */
-
 /* Migration and snapshots */
 
 /*
@@ -1143,6 +1115,7 @@ static bool tpm_libtpms_probe(TPMLibtpms *s, const TPMLibtpmsState *st,
     pid = fork();
     fork_errno = errno;
     if (pid == 0) {
+        /* Not qemu_close(): the child must not take the monitor's lock */
         close(fds[0]);
         tpm_libtpms_probe_child(s, st, fds[1]);
     }
