@@ -15,7 +15,8 @@
 #   make absorb   fold the edits made to the series' files (in the
 #                 checkout, and QEMU's in $(VTPM_CACHE)/qemu) into the
 #                 commits they belong to, and rewrite patches/ (COMMIT=N:
-#                 what git absorb cannot place goes into patch N)
+#                 what git absorb cannot place goes into patch N;
+#                 FILES="...": those files' edits only)
 #   make export   rewrite patches/ from the series' git branch, after
 #                 editing it with git (build-aux/series.sh git ...)
 #   make format-series
@@ -75,10 +76,12 @@ check-quick: build
 bench: build
 	@bench/bench.py $(if $(QUICK),--quick)
 
-# "make absorb COMMIT=43": edits git absorb cannot place go into patch 43
+# "make absorb COMMIT=43": edits git absorb cannot place go into patch
+# 43; FILES="hw/pci/pci.c ...": the edits to those files only
 COMMIT ?=
+FILES ?=
 absorb: fetch
-	@build-aux/series.sh absorb $(COMMIT)
+	@build-aux/series.sh absorb $(COMMIT) $(if $(FILES),-- $(FILES))
 
 export: fetch
 	@build-aux/series.sh export

@@ -21,12 +21,13 @@
 #             patches/ anew when they changed (git am), then copy the
 #             checkout's versions of the added files into the tree;
 #             "make overlay", and so every build, runs this
-#   absorb [COMMIT]
-#             fold every edit (to an added file, in the checkout; to one
+#   absorb [COMMIT] [-- FILE...]
+#             fold every edit (or the edits to FILEs) (to an added file, in the checkout; to one
 #             of QEMU's files, in $QEMU_SRC) into the commit it belongs
-#             to, with git absorb, and export; an edit git absorb cannot
-#             place (lines that only a new commit explains, a new file)
-#             goes into COMMIT: a patch number (43), or a commit id
+#             to, with git absorb, prove that the commits still compile,
+#             and export; an edit git absorb cannot place (new lines no
+#             commit's lines surround, a new file) goes into COMMIT: a
+#             patch number (43), or a commit id
 #   export    write patches/ and the checkout's added files from the
 #             branch, after it was edited with git (rebase -i, commit)
 #   format DIR
@@ -38,6 +39,10 @@
 #             it rewrote
 #   check     prove that patches/ applies to the pristine tree with git
 #             am and ends with the checkout's files, and nothing else
+#   rewrite COMMAND
+#             run COMMAND in every commit's tree and keep what it leaves
+#             (git filter-branch): a rename throughout the series
+#   id N      the commit id of patch N
 #   git ARGS  run git on the series repository (cd-free)
 #
 # The README ("Editing the series") shows the everyday uses.
@@ -165,7 +170,7 @@ reapply() {
 }
 
 cmd_sync() {
-    local stamp f i head_id have want exported
+    local stamp f i head_id have want exported synced=$GIT_DIR/vtpm-synced
 
     if in_progress; then
         echo "series: a rebase or git am is under way in $GIT_DIR;" \
@@ -192,7 +197,8 @@ cmd_sync() {
                        true)
             [ "$want" = "$exported" ] && [ "$have" = "$head_id" ] &&
                 continue
-            if [ -n "$have" ] && [ "$have" != "$head_id" ]; then
+            if [ -n "$have" ] && [ "$have" != "$head_id" ] &&
+               ! grep -qx "$have $f" "$synced" 2>/dev/null; then
                 die "$QEMU_SRC/$f was edited in the tree: the project's" \
                     "own files are edited in the checkout ($f); copy the" \
                     "edit there, or drop it (rm the file)"
@@ -206,6 +212,11 @@ cmd_sync() {
             mv "$QEMU_SRC/$f.vtpm-tmp" "$QEMU_SRC/$f"
             echo "series: $f"
         done < <(checkout_files)
+        # What was copied, so that a later copy can tell its own from an
+        # edit made in the tree
+        checkout_files | (cd "$VTPM_TOP" && git hash-object --stdin-paths) |
+            paste -d' ' - <(checkout_files) > "$synced.tmp"
+        mv "$synced.tmp" "$synced"
         # An added file the checkout no longer has is deleted
         while read -r f; do
             [ -e "$QEMU_SRC/$f" ] || continue
@@ -308,11 +319,17 @@ fold() {
 }
 
 cmd_absorb() {
-    local into=${1:-} left before targets first last
+    local into= left before targets first last
 
+    if [ $# -gt 0 ] && [ "$1" != -- ]; then
+        into=$1
+        shift
+    fi
+    [ "${1:-}" = -- ] && shift
     cmd_sync
     in_progress && die "finish the rebase or git am first"
-    git add -A -- .
+    # The files named (all if none), as paths in QEMU's tree
+    git add -A -- "${@:-.}"
     # Fixup commits of your own, since the last export, are folded too
     before=$(git rev-parse refs/vtpm/exported)
     if git diff --cached --quiet && [ "$(git rev-parse HEAD)" = "$before" ]
@@ -320,12 +337,12 @@ cmd_absorb() {
         echo "series: no edits to absorb"
         return 0
     fi
-    if git diff --cached --quiet; then
-        :
-    elif [ -n "$into" ]; then
-        git commit -q --fixup="$(resolve "$into")"
-    else
+    if ! git diff --cached --quiet; then
         env -u GIT_WORK_TREE git absorb --base base
+    fi
+    # What git absorb left: into COMMIT, if there is one
+    if [ -n "$into" ] && ! git diff --cached --quiet; then
+        git commit -q --fixup="$(resolve "$into")"
     fi
     left=$(git diff --cached --stat)
     targets=$(fixup_targets "$before")
@@ -427,6 +444,44 @@ cmd_verify() {
     echo "series: $n commits compile, from $(git log -1 --format=%h "$1") on"
 }
 
+# Run COMMAND in the tree of every commit of the series and keep what it
+# leaves (git filter-branch --tree-filter): a change that every commit
+# must make the same way, such as a rename, which no fixup of the last
+# version can carry back.  Proven and exported as absorb's folds are.
+cmd_rewrite() {
+    local before n first=
+
+    in_progress && die "finish the rebase or git am first"
+    [ -z "$(git status --porcelain --untracked-files=no)" ] ||
+        die "the tree has edits in no commit: absorb or drop them first"
+    before=$(git rev-parse HEAD)
+    rm -rf "$VTPM_CACHE/series-rewrite"
+    (cd "$QEMU_SRC" &&
+     FILTER_BRANCH_SQUELCH_WARNING=1 env -u GIT_WORK_TREE \
+         git filter-branch -f -d "$VTPM_CACHE/series-rewrite" \
+         --tree-filter "$*" -- "base..$BRANCH") > /dev/null
+    git update-ref -d "refs/original/refs/heads/$BRANCH"
+    git read-tree -u -m "$before" HEAD
+    for n in $(seq "$(git rev-list --count base..HEAD)"); do
+        if [ "$(git rev-parse "$(resolve "$n")^{tree}")" != \
+             "$(git rev-list --reverse "base..$before" | sed -n "${n}p" |
+                xargs -I{} git rev-parse '{}^{tree}')" ]; then
+            first=$n
+            break
+        fi
+    done
+    if [ -z "$first" ]; then
+        echo "series: the command changed no commit"
+        return 0
+    fi
+    if ! cmd_verify "$(resolve "$first")" "$before"; then
+        git read-tree -u -m HEAD "$before"
+        git reset -q "$before"
+        die "a commit no longer compiles (above); the series is as it was"
+    fi
+    cmd_export
+}
+
 # git am of patches/ onto the base, in a scratch worktree: the series
 # applies, and its last commit holds exactly the checkout's added files
 cmd_check() {
@@ -486,9 +541,11 @@ export) cmd_export ;;
 format) shift; cmd_format "$@" ;;
 check) cmd_check ;;
 verify) shift; cmd_verify "$(resolve "${1:-1}")" ;;
+id) resolve "$2" ;;
+rewrite) shift; cmd_rewrite "$@" ;;
 git) shift; exec git "$@" ;;
 *) die "usage: $0 init|sync|absorb [COMMIT]|export|check|verify" \
-       "[COMMIT]|format DIR|git ARGS" ;;
+       "[COMMIT]|format DIR|rewrite COMMAND|id N|git ARGS" ;;
 esac
 }
 main "$@"; exit
