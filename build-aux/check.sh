@@ -96,7 +96,7 @@ echo "== run"
 out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |
       GUEST=none timeout 60 "$(dirname "$0")/run.sh" 2>&1)
 status=$?
-grep -q 'PCI device 1af4:10f2' <<< "$out" &&
+grep -q 'PCI device 1b36:0015' <<< "$out" &&
     grep -q 'dev: vtpm-pci, id ""' <<< "$out" &&
     grep -q 'vtpm-pci-tpm: type=libtpms,version=2.0' <<< "$out" &&
     [ $status -eq 0 ]

@@ -383,7 +383,7 @@ class Qtest:
     def find_card(self):
         for devfn in range(256):
             self.outl(0xcf8, 0x80000000 | devfn << 8)
-            if self.inl(0xcfc) == 0x10f21af4:
+            if self.inl(0xcfc) == 0x00151b36:
                 self.outl(0xcf8, 0x80000000 | devfn << 8 | 0x10)
                 self.outl(0xcfc, 0xc000)
                 self.outl(0xcf8, 0x80000000 | devfn << 8 | 0x04)

@@ -5,8 +5,8 @@
  *
  * libtpms is the TPM implementation that swtpm is built on.  This
  * backend links it into QEMU, so that a TPM needs no external process.
- * Commands run in the TPM backend's thread pool worker, never in a vCPU
- * thread or under the BQL.  The TPM's non-volatile state lives in a file
+ * Commands run in a thread of the TPM backend's (tpm_backend.c), never
+ * in a vCPU thread or under the BQL.  The TPM's non-volatile state lives in a file
  * (path=), written atomically and locked (tpm_nvfile.c), or in memory
  * only.  The permanent and volatile state travel in the migration stream
  * and in snapshots.
@@ -637,7 +637,8 @@ static int tpm_libtpms_start_locked(TPMLibtpms *s, size_t buffer_size)
 
 /*
  * Shut the TPM down if the guest did not, and terminate libtpms; called
- * with s->lock held, not in the main thread, as it may send a command.
+ * with s->lock held: in the TPM's thread for a restart, in the main
+ * thread on the first start, loadvm and finalize.
  */
 static void tpm_libtpms_stop_locked(TPMLibtpms *s)
 {

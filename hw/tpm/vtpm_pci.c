@@ -39,6 +39,16 @@
 
 OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
 
+/* iobase property: BAR 0 not pinned */
+#define VTPM_PCI_IOBASE_NONE        UINT32_MAX
+
+/*
+ * poll-ns property: how long the START access waits for a command to
+ * complete (the TPM's thread polls for the next command 4 times as long)
+ */
+#define VTPM_PCI_POLL_NS_DEFAULT    50000
+#define VTPM_PCI_POLL_NS_MAX        1000000
+
 /* A TPM command or response starts with tag (2), size (4), code (4) */
 #define TPM_HEADER_SIZE     10
 
@@ -1084,10 +1094,10 @@ static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
     pc->realize = vtpm_pci_realize;
     pc->exit = vtpm_pci_exit;
     pc->config_write = vtpm_pci_config_write;
-    pc->vendor_id = VTPM_PCI_VENDOR_ID;
-    pc->device_id = VTPM_PCI_DEVICE_ID;
+    pc->vendor_id = PCI_VENDOR_ID_REDHAT;
+    pc->device_id = PCI_DEVICE_ID_REDHAT_VTPM;
     pc->revision = VTPM_PCI_REVISION;
-    pc->class_id = VTPM_PCI_CLASS_CODE;
+    pc->class_id = PCI_CLASS_CRYPT_OTHER;
 
     dc->desc = "PCI TPM card with an I/O port interface";
     dc->vmsd = &vmstate_vtpm_pci;

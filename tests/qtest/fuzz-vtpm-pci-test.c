@@ -18,6 +18,7 @@
 #include "qobject/qdict.h"
 #include "qapi/qapi-types-sockets.h"
 #include "libqos/pci-pc.h"
+#include "hw/pci/pci.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "tpm-cmd-tests.h"
@@ -170,7 +171,7 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     config += strlen(idstr) + 12;
     g_assert_cmpuint(config + STREAM_END - img, <=, len);
     g_assert_cmpuint(ldl_le_p(config), ==,
-                     VTPM_PCI_VENDOR_ID | VTPM_PCI_DEVICE_ID << 16);
+                     PCI_VENDOR_ID_REDHAT | PCI_DEVICE_ID_REDHAT_VTPM << 16);
     for (i = 0; i < n_edits; i++) {
         if (edits[i].size == 1) {
             config[edits[i].offset] = edits[i].value;

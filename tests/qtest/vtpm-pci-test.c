@@ -13,6 +13,7 @@
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
 #include "qobject/qnum.h"
+#include "hw/pci/pci.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "tpm-cmd-tests.h"
@@ -75,19 +76,19 @@ static void test_ids(const void *data)
 
     vtpm_start(&t, data);
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_VENDOR_ID), ==,
-                    VTPM_PCI_VENDOR_ID);
+                    PCI_VENDOR_ID_REDHAT);
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_DEVICE_ID), ==,
-                    VTPM_PCI_DEVICE_ID);
+                    PCI_DEVICE_ID_REDHAT_VTPM);
     g_assert_cmphex(qpci_config_readb(t.dev, PCI_REVISION_ID), ==,
                     VTPM_PCI_REVISION);
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_CLASS_DEVICE), ==,
-                    VTPM_PCI_CLASS_CODE);
+                    PCI_CLASS_CRYPT_OTHER);
     g_assert_cmphex(qpci_config_readb(t.dev, PCI_CLASS_PROG), ==, 0);
     g_assert_cmphex(qpci_config_readb(t.dev, PCI_HEADER_TYPE), ==,
                     PCI_HEADER_TYPE_NORMAL);
     /* QEMU's defaults for devices that set no subsystem of their own */
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_SUBSYSTEM_VENDOR_ID), ==,
-                    0x1af4);
+                    PCI_SUBVENDOR_ID_REDHAT_QUMRANET);
     g_assert_cmphex(qpci_config_readw(t.dev, PCI_SUBSYSTEM_ID), ==, 0x1100);
     g_assert_cmpuint(qpci_config_readb(t.dev, PCI_INTERRUPT_PIN), ==, 1);
     g_assert_cmphex(qpci_find_capability(t.dev, PCI_CAP_ID_MSIX, 0), !=, 0);
@@ -388,7 +389,7 @@ static void test_poll_long_command(void)
 {
     QTestState *s = qtest_initf("-M q35 -device vtpm-pci,addr=%d.0,"
                                 "poll-ns=%d", VTPM_SLOT,
-                                VTPM_PCI_POLL_NS_MAX);
+                                VTPM_PCI_TEST_POLL_NS_MAX);
     uint16_t port;
 
     tpm_util_startup(s, vtpm_pci_transfer);
@@ -515,12 +516,12 @@ static void no_wait(unsigned poll_ns)
 
 static void test_no_wait(void)
 {
-    no_wait(VTPM_PCI_POLL_NS_DEFAULT);
+    no_wait(VTPM_PCI_TEST_POLL_NS_DEFAULT);
 }
 
 static void test_no_wait_poll_max(void)
 {
-    no_wait(VTPM_PCI_POLL_NS_MAX);
+    no_wait(VTPM_PCI_TEST_POLL_NS_MAX);
 }
 
 static void test_no_wait_no_poll(void)
@@ -865,7 +866,7 @@ static void test_io_disabled_mid_command(void)
     uint16_t cmd = qpci_config_readw(dev, PCI_COMMAND);
 
     g_assert_cmphex(qpci_config_readw(dev, PCI_VENDOR_ID), ==,
-                    VTPM_PCI_VENDOR_ID);
+                    PCI_VENDOR_ID_REDHAT);
     start_long_command(s, port);
     qpci_config_writew(dev, PCI_COMMAND, cmd & ~PCI_COMMAND_IO);
     g_assert_cmphex(qtest_inl(s, port + A_VTPM_STATUS), ==, 0xffffffff);

@@ -12,6 +12,7 @@
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
 #include "libqos/pci-pc.h"
+#include "hw/pci/pci.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "vtpm-pci-util.h"
@@ -38,7 +39,7 @@ uint16_t vtpm_pci_port(QTestState *s)
     uint32_t bar;
     uint16_t cmd;
 
-    qpci_device_foreach(bus, VTPM_PCI_VENDOR_ID, VTPM_PCI_DEVICE_ID,
+    qpci_device_foreach(bus, PCI_VENDOR_ID_REDHAT, PCI_DEVICE_ID_REDHAT_VTPM,
                         vtpm_pci_found, &dev);
     g_assert_nonnull(dev);
 

@@ -14,6 +14,14 @@
 /* Where the helpers map BAR 0 when nothing has placed it yet */
 #define VTPM_PCI_TEST_PORT  0xd000
 
+/*
+ * The poll-ns property's default and largest value, as
+ * docs/specs/vtpm-pci.rst gives them (the card's own are not visible to
+ * the tests: they check that the card keeps to the spec)
+ */
+#define VTPM_PCI_TEST_POLL_NS_DEFAULT   50000
+#define VTPM_PCI_TEST_POLL_NS_MAX       1000000
+
 uint16_t vtpm_pci_port(QTestState *s);
 uint32_t vtpm_pci_state(QTestState *s, uint16_t port);
 void vtpm_pci_wait_done(QTestState *s, uint16_t port);

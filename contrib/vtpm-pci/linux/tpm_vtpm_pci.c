@@ -30,7 +30,7 @@
 
 #include "tpm_compat.h"
 
-#define VTPM_PCI_DEVICE_ID	0x10f2
+#define PCI_DEVICE_ID_REDHAT_VTPM	0x0015
 
 /* Registers, as offsets into BAR 0 */
 #define VTPM_ID			0x00
@@ -652,7 +652,7 @@ static DEFINE_SIMPLE_DEV_PM_OPS(vtpm_pci_pm, vtpm_pci_suspend,
 				vtpm_pci_resume);
 
 static const struct pci_device_id vtpm_pci_ids[] = {
-	{ PCI_DEVICE(PCI_VENDOR_ID_REDHAT_QUMRANET, VTPM_PCI_DEVICE_ID) },
+	{ PCI_DEVICE(PCI_VENDOR_ID_REDHAT, PCI_DEVICE_ID_REDHAT_VTPM) },
 	{ }
 };
 MODULE_DEVICE_TABLE(pci, vtpm_pci_ids);

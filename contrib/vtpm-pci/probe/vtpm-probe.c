@@ -32,8 +32,8 @@
 #include "tpm2-cmd.h"
 
 #define SYSFS_PCI           "/sys/bus/pci/devices"
-#define VTPM_VENDOR         0x1af4
-#define VTPM_DEVICE         0x10f2
+#define VTPM_VENDOR         0x1b36  /* Red Hat, QEMU's devices */
+#define VTPM_DEVICE         0x0015
 #define VTPM_PORTS          0x40
 
 /* Registers (offsets into BAR 0) */

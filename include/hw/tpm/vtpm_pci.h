@@ -14,24 +14,15 @@
 
 #include "hw/registerfields.h"
 
-/* PCI identity; 1af4:10f0-10ff is free for experimental use */
-#define VTPM_PCI_VENDOR_ID          0x1af4
-#define VTPM_PCI_DEVICE_ID          0x10f2
+/*
+ * PCI identity: PCI_VENDOR_ID_REDHAT, PCI_DEVICE_ID_REDHAT_VTPM
+ * ("hw/pci/pci.h"), class PCI_CLASS_CRYPT_OTHER, and this revision
+ */
 #define VTPM_PCI_REVISION           0x01
-#define VTPM_PCI_CLASS_CODE         0x1080  /* PCI_CLASS_CRYPT_OTHER */
 
 /* BAR 0: I/O space, the registers below */
 #define VTPM_PCI_BAR                0
 #define VTPM_PCI_BAR_SIZE           0x40
-/* iobase property: BAR 0 not pinned */
-#define VTPM_PCI_IOBASE_NONE        UINT32_MAX
-
-/*
- * poll-ns property: how long the START access waits for a command to
- * complete (the TPM's thread polls for the next command 4 times as long)
- */
-#define VTPM_PCI_POLL_NS_DEFAULT    50000
-#define VTPM_PCI_POLL_NS_MAX        1000000
 
 /* BAR 1: memory space, the MSI-X table and pending bits (one vector) */
 #define VTPM_PCI_MSIX_BAR           1

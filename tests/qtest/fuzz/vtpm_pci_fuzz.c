@@ -39,6 +39,7 @@
 #include "hw/tpm/vtpm_pci.h"
 #include "system/tpm.h"
 #include "tests/qtest/libqtest.h"
+#include "tests/qtest/vtpm-pci-util.h"
 #include "fuzz.h"
 
 /* PC configuration mechanism #1 */
@@ -291,7 +292,7 @@ static void vtpm_fuzz_command(QTestState *s, const uint8_t *cmd, size_t len,
 /* Find the card, place its BAR and let it decode, as firmware would */
 static void vtpm_fuzz_find_card(QTestState *s)
 {
-    uint32_t id = VTPM_PCI_VENDOR_ID | (VTPM_PCI_DEVICE_ID << 16);
+    uint32_t id = PCI_VENDOR_ID_REDHAT | (PCI_DEVICE_ID_REDHAT_VTPM << 16);
     int bdf;
 
     for (bdf = 0; bdf < 256; bdf++) {
@@ -823,6 +824,8 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
 /* Root port i's I/O window, pinned there (io-base) by the command line */
 #define VTPM_HP_WINDOW(i)       (0xc000 + (i) * VTPM_HP_WINDOW_SIZE)
 #define VTPM_HP_WINDOW_SIZE     0x1000
+/* The iobase property's default: BAR 0 not pinned */
+#define VTPM_FUZZ_IOBASE_UNSET  UINT32_MAX
 
 /* The ICH9's ACPI PCI hotplug registers (hw/acpi/pcihp.c) */
 #define VTPM_HP_PCIHP_EJ        (ACPI_PCIHP_ADDR_ICH9 + 0x08)
@@ -914,11 +917,11 @@ static void vtpm_hp_place(QTestState *s, int i)
 static const uint32_t vtpm_hp_iobases[] = {
     VTPM_HP_WINDOW(0), VTPM_HP_WINDOW(1) + VTPM_PCI_BAR_SIZE,
     VTPM_HP_WINDOW(0) + 4, 0x1f0, 0x510, 0x600, 0xcf8, 0x10000 - 0x40,
-    0x10000, VTPM_PCI_IOBASE_NONE,
+    0x10000, VTPM_FUZZ_IOBASE_UNSET,
 };
 static const uint32_t vtpm_hp_polls[] = {
-    0, 1, VTPM_PCI_POLL_NS_DEFAULT, VTPM_PCI_POLL_NS_MAX,
-    VTPM_PCI_POLL_NS_MAX + 1, UINT32_MAX,
+    0, 1, VTPM_PCI_TEST_POLL_NS_DEFAULT, VTPM_PCI_TEST_POLL_NS_MAX,
+    VTPM_PCI_TEST_POLL_NS_MAX + 1, UINT32_MAX,
 };
 
 /*
@@ -961,8 +964,8 @@ static char *vtpm_hp_value(VTPMFuzzInput *in, const uint32_t *table,
 static void vtpm_hp_plug(QTestState *s, VTPMFuzzInput *in)
 {
     static const char *const tpmdevs[] = { "tpm0", NULL, "tpm1" };
-    uint32_t iobase_val = VTPM_PCI_IOBASE_NONE;
-    uint32_t poll_val = VTPM_PCI_POLL_NS_DEFAULT;
+    uint32_t iobase_val = VTPM_FUZZ_IOBASE_UNSET;
+    uint32_t poll_val = VTPM_PCI_TEST_POLL_NS_DEFAULT;
     g_autofree char *iobase = NULL, *poll = NULL, *id = NULL, *bus = NULL;
     g_autoptr(QDict) opts = qdict_new();
     bool iobase_num, poll_num, bad, good, taken = false;
@@ -1000,13 +1003,13 @@ static void vtpm_hp_plug(QTestState *s, VTPMFuzzInput *in)
         taken |= vtpm_hp_card(j) != NULL;
     }
     bad = taken || g_strcmp0(tpmdev, "tpm0") ||
-          (iobase_num && iobase_val != VTPM_PCI_IOBASE_NONE &&
+          (iobase_num && iobase_val != VTPM_FUZZ_IOBASE_UNSET &&
            (iobase_val % VTPM_PCI_BAR_SIZE ||
             iobase_val < VTPM_HP_WINDOW(i) ||
             iobase_val > VTPM_HP_WINDOW(i) + VTPM_HP_WINDOW_SIZE -
                          VTPM_PCI_BAR_SIZE)) ||
-          (poll_num && poll_val > VTPM_PCI_POLL_NS_MAX);
-    good = !bad && iobase_num && iobase_val == VTPM_PCI_IOBASE_NONE &&
+          (poll_num && poll_val > VTPM_PCI_TEST_POLL_NS_MAX);
+    good = !bad && iobase_num && iobase_val == VTPM_FUZZ_IOBASE_UNSET &&
            poll_num;
 
     dev = qdev_device_add_from_qdict(opts, false, &err);
