@@ -45,16 +45,14 @@ for patch in "${patches[@]}"; do
     name=${patch##*/}
     git "${ident[@]}" am -q "$patch"
     series_devices "$src"
-    if [ ! -f "$build/build.ninja" ]; then
-        mkdir -p "$build"
-        (cd "$build" && "$src/configure" "${QEMU_CONFIGURE_ARGS[@]}") \
-            > "$work/configure.log" 2>&1 || {
-            tail -n 30 "$work/configure.log" >&2
-            echo "check-series: configure failed after $name" >&2
-            exit 1
-        }
-        link_firmware "$build"
-    fi
+    # Configured anew only where the arguments change (libtpms' option)
+    series_configure_args "$src"
+    QEMU_SRC=$src configure_qemu "$build" "$work/configure.log" \
+        "${series_args[@]}" || {
+        echo "check-series: configure failed after $name" >&2
+        exit 1
+    }
+    link_firmware "$build"
 
     targets=(qemu-system-x86_64)
     tests=()

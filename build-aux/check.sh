@@ -91,6 +91,12 @@ done
 {"execute": "quit"}' 2>&1 | grep -q '"return": {}'
 result "-sandbox on, everything denied: QEMU starts with the card" $?
 
+# --- the card in a QEMU built without libtpms --------------------------------
+echo "== without libtpms"
+nolib_start=$SECONDS
+"$(dirname "$0")/check-nolibtpms.sh" | results
+echo "without libtpms: $((SECONDS - nolib_start)) s"
+
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"
 out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |

@@ -41,6 +41,14 @@ QEMU_CONFIGURE_ARGS=(
     --disable-download
 )
 
+# The same QEMU without libtpms (build-aux/check-nolibtpms.sh): the card
+# must build, work with -tpmdev emulator and passthrough, and refuse
+# "-device vtpm-pci" without tpmdev.  Its device list is the one above
+# less the libtpms backend (series.sh lays it into the tree).
+QEMU_BUILD_NOLIBTPMS=$VTPM_CACHE/build-nolibtpms
+QEMU_CONFIGURE_ARGS_NOLIBTPMS=("${QEMU_CONFIGURE_ARGS[@]/#--enable-libtpms/--disable-libtpms}")
+QEMU_CONFIGURE_ARGS_NOLIBTPMS=("${QEMU_CONFIGURE_ARGS_NOLIBTPMS[@]/#--with-devices-x86_64=vtpm-pci/--with-devices-x86_64=vtpm-pci-nolibtpms}")
+
 # Firmware that Debian strips from QEMU's tarball, from Debian's packages
 FIRMWARE_DIRS=(/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu)
 
@@ -118,4 +126,20 @@ series_devices() {
     else
         mv "$mak.tmp" "$mak"
     fi
+}
+
+# series_configure_args TREE: QEMU_CONFIGURE_ARGS for a commit of the
+# series in TREE, into series_args: without --enable-libtpms before the
+# commit that adds the option (the first ones apply to QEMU as it is)
+series_configure_args() {
+    local a
+
+    series_args=()
+    for a in "${QEMU_CONFIGURE_ARGS[@]}"; do
+        if [ "$a" = --enable-libtpms ] &&
+           ! grep -q "^option('libtpms'" "$1/meson_options.txt"; then
+            continue
+        fi
+        series_args+=("$a")
+    done
 }

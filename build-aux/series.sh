@@ -59,9 +59,13 @@ BRANCH=vtpm-pci
 TREE_DIRS=(backends docs hw include qapi tests)
 OWN_DIRS='^docs/(bench|fuzz)/'
 
-# Laid into the tree for the build, never part of the series
-BUILD_FILES=(configs/devices/x86_64-softmmu/vtpm-pci.mak)
-BUILD_SOURCES=(build-aux/devices-x86_64.mak)
+# Laid into the tree for the build, never part of the series: the
+# device list, and the same without libtpms' backend (the build without
+# libtpms, check-nolibtpms.sh)
+BUILD_FILES=(configs/devices/x86_64-softmmu/vtpm-pci.mak
+             configs/devices/x86_64-softmmu/vtpm-pci-nolibtpms.mak)
+BUILD_SOURCES=(build-aux/devices-x86_64.mak
+               build-aux/devices-x86_64.mak)
 
 die() {
     echo "series: $*" >&2
@@ -228,9 +232,19 @@ cmd_sync() {
     fi
 
     for i in "${!BUILD_FILES[@]}"; do
-        cmp -s "$VTPM_TOP/${BUILD_SOURCES[$i]}" \
-            "$QEMU_SRC/${BUILD_FILES[$i]}" && continue
-        cp "$VTPM_TOP/${BUILD_SOURCES[$i]}" "$QEMU_SRC/${BUILD_FILES[$i]}"
+        grep -qxF "/${BUILD_FILES[$i]}" "$GIT_DIR/info/exclude" ||
+            echo "/${BUILD_FILES[$i]}" >> "$GIT_DIR/info/exclude"
+        f=$QEMU_SRC/${BUILD_FILES[$i]}
+        case $f in
+        *-nolibtpms.mak)
+            grep -v '^CONFIG_TPM_LIBTPMS=' "$VTPM_TOP/${BUILD_SOURCES[$i]}" ;;
+        *) cat "$VTPM_TOP/${BUILD_SOURCES[$i]}" ;;
+        esac > "$f.tmp"
+        if cmp -s "$f.tmp" "$f"; then
+            rm "$f.tmp"
+        else
+            mv "$f.tmp" "$f"
+        fi
     done
 }
 
@@ -296,7 +310,8 @@ resolve() {
 fixup_targets() {
     local subject
 
-    git log --format=%s "$1..HEAD" | sed -E 's/^(fixup|amend|squash)! //' |
+    git log --format=%s "$1..HEAD" | grep -E '^(fixup|amend|squash)! ' |
+        sed -E 's/^(fixup|amend|squash)! //' |
         while read -r subject; do
             git log --reverse --format=%s "base..$1" |
                 grep -n -F -x -m1 -- "$subject" | cut -d: -f1 | grep . ||
@@ -384,8 +399,9 @@ verify_one() {
     git checkout -q -f --detach "$1" &&
         git clean -q -f -d -- "${TREE_DIRS[@]}" &&
         series_devices "$work/qemu" || return 1
+    series_configure_args "$work/qemu"
     QEMU_SRC=$work/qemu configure_qemu "$work/build" "$work/configure.log" \
-        "${QEMU_CONFIGURE_ARGS[@]}" --enable-seccomp || return 1
+        ${series_args[@]+"${series_args[@]}"} --enable-seccomp || return 1
     ninja -C "$work/build" build.ninja > "$work/verify.log" 2>&1 ||
         return 1
     files=$(git diff --name-only --diff-filter=AM base HEAD -- '*.c')

@@ -934,8 +934,8 @@ static TpmTypeOptions *tpm_libtpms_get_tpm_options(TPMBackend *tb)
 
     options->type = TPM_TYPE_LIBTPMS;
     options->u.libtpms.data = g_new0(TPMLibtpmsOptions, 1);
-    options->u.libtpms.data->version =
-        g_strdup(tpm_libtpms_version_str(s->version));
+    options->u.libtpms.data->version = s->version == TPM_VERSION_1_2 ?
+        TPM_LIBTPMS_VERSION_V1_2 : TPM_LIBTPMS_VERSION_V2_0;
 
     return options;
 }
@@ -1555,16 +1555,9 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
     return TPM_BACKEND(s);
 }
 
-TPMBackend *tpm_libtpms_create(const char *id, TPMVersion version,
-                               Error **errp)
+static TPMBackend *tpm_libtpms_create_own(TPMVersion version, Error **errp)
 {
-    TPMBackend *tb = tpm_libtpms_new(version, NULL, errp);
-
-    if (tb && !tpm_backend_register(tb, id, errp)) {
-        object_unref(OBJECT(tb));
-        return NULL;
-    }
-    return tb;
+    return tpm_libtpms_new(version, NULL, errp);
 }
 
 static TPMBackend *tpm_libtpms_create_from_opts(QemuOpts *opts)
@@ -1643,6 +1636,7 @@ static void tpm_libtpms_class_init(ObjectClass *klass, const void *data)
     tbc->opts = tpm_libtpms_cmdline_opts;
     tbc->desc = "TPM emulated in QEMU by libtpms";
     tbc->create = tpm_libtpms_create_from_opts;
+    tbc->create_own = tpm_libtpms_create_own;
     tbc->startup_tpm = tpm_libtpms_startup_tpm;
     tbc->reset = tpm_libtpms_reset;
     tbc->reset_abandons = true;

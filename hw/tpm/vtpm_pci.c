@@ -767,15 +767,33 @@ static bool vtpm_pci_attach_backend(VTPMPCIState *s, Error **errp)
 
 /*
  * With no tpmdev, the card brings its own TPM: TPM 2.0 emulated by
- * libtpms inside QEMU, its state in memory.
+ * libtpms inside QEMU, its state in memory.  The libtpms backend is
+ * looked up by name, so that the card builds, and works with a tpmdev,
+ * in a QEMU without libtpms.
  */
 static bool vtpm_pci_create_backend(VTPMPCIState *s, Error **errp)
 {
     DeviceState *dev = DEVICE(s);
-    g_autofree char *id = g_strdup_printf("%s-tpm", dev->id ?: "vtpm-pci");
+    ObjectClass *oc = object_class_by_name(TYPE_TPM_LIBTPMS);
+    g_autofree char *id = NULL;
 
-    s->tpmbe = tpm_libtpms_create(id, TPM_VERSION_2_0, errp);
+    if (!oc) {
+        error_setg(errp, "'tpmdev' property is required: this QEMU was "
+                   "built without libtpms, which gives the card a TPM "
+                   "of its own");
+        error_append_hint(errp, "Put a -tpmdev emulator (swtpm) or "
+                          "-tpmdev passthrough backend behind the card "
+                          "with tpmdev=ID.\n");
+        return false;
+    }
+    s->tpmbe = TPM_BACKEND_CLASS(oc)->create_own(TPM_VERSION_2_0, errp);
     if (!s->tpmbe) {
+        return false;
+    }
+    id = g_strdup_printf("%s-tpm", dev->id ?: "vtpm-pci");
+    if (!tpm_backend_register(s->tpmbe, id, errp)) {
+        object_unref(OBJECT(s->tpmbe));
+        s->tpmbe = NULL;
         return false;
     }
     if (tpm_backend_init(s->tpmbe, TPM_IF(s), errp) < 0) {
@@ -1104,7 +1122,7 @@ static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
     device_class_set_props(dc, vtpm_pci_properties);
     object_class_property_set_description(klass, "tpmdev",
         "ID of the -tpmdev behind the card; default: the card's own "
-        "libtpms TPM 2.0");
+        "libtpms TPM 2.0 (required in a QEMU without libtpms)");
     object_class_property_set_description(klass, "iobase",
         "pin BAR 0 at this I/O port, a multiple of 0x40 clear of the "
         "ports a PC reserves; 4294967295: not pinned, firmware and "

@@ -71,7 +71,7 @@ static void test_query_tpm(const void *data)
     const TPMInterface *iface = data;
     QTestState *s = start_qemu(iface, "");
 
-    tpm_cmd_assert_query_tpm(s, "dev", iface->device, "libtpms", "2.0");
+    tpm_cmd_assert_query_tpm(s, "dev", iface->device, "libtpms", "v2-0");
     qtest_quit(s);
 }
 

@@ -16,6 +16,9 @@
 #include "qapi/qapi-types-sockets.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "libqos/fw_cfg.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "tpm-cmd-tests.h"
 #include "tpm-tests.h"
 #include "tpm-util.h"
 #include "vtpm-pci-util.h"
@@ -157,19 +160,13 @@ static void assert_platform_tpm(QTestState *s, bool described)
     pc_fw_cfg_uninit(fw_cfg);
 }
 
-/* The card is found through PCI: firmware is told of no TPM for it */
-static void vtpm_pci_acpi_alone_test(const void *data)
+/*
+ * Start QEMU with swtpm behind "-tpmdev emulator,id=dev" and @devices,
+ * and check whether firmware is told of a platform TPM
+ */
+static void vtpm_pci_acpi_check(const TestState *ts, const char *devices,
+                                bool described)
 {
-    QTestState *s = qtest_init("-M q35 -device vtpm-pci");
-
-    assert_platform_tpm(s, false);
-    qtest_quit(s);
-}
-
-/* Beside a tpm-crb, the card does not hide the CRB from firmware */
-static void vtpm_pci_acpi_beside_crb_test(const void *data)
-{
-    const TestState *ts = data;
     SocketAddress *addr = NULL;
     GError *error = NULL;
     GPid pid;
@@ -182,14 +179,63 @@ static void vtpm_pci_acpi_beside_crb_test(const void *data)
     g_assert_true(tpm_util_swtpm_start(ts->src_tpm_path, &pid, &addr,
                                        &error));
     s = qtest_initf("-M q35 -chardev socket,id=chr,path=%s "
-                    "-tpmdev emulator,id=dev,chardev=chr "
-                    "-device tpm-crb,tpmdev=dev -device vtpm-pci",
-                    addr->u.q_unix.path);
-    assert_platform_tpm(s, true);
+                    "-tpmdev emulator,id=dev,chardev=chr %s",
+                    addr->u.q_unix.path, devices);
+    assert_platform_tpm(s, described);
     qtest_quit(s);
     tpm_util_swtpm_kill(pid);
     g_unlink(addr->u.q_unix.path);
     qapi_free_SocketAddress(addr);
+}
+
+/* The card is found through PCI: firmware is told of no TPM for it */
+static void vtpm_pci_acpi_alone_test(const void *data)
+{
+    vtpm_pci_acpi_check(data, "-device vtpm-pci,tpmdev=dev", false);
+}
+
+/*
+ * Beside a tpm-crb, the card does not hide the CRB from firmware.  QEMU
+ * takes one -tpmdev: the card brings its own TPM, which needs libtpms.
+ */
+static void vtpm_pci_acpi_beside_crb_test(const void *data)
+{
+    if (!vtpm_pci_has_libtpms()) {
+        g_test_skip("QEMU without libtpms: the card has no TPM of its own");
+        return;
+    }
+    vtpm_pci_acpi_check(data, "-device tpm-crb,tpmdev=dev -device vtpm-pci",
+                        true);
+}
+
+/*
+ * Without libtpms the card has no TPM of its own: it needs a tpmdev, and
+ * says so, on the command line and to device_add
+ */
+static void vtpm_pci_no_libtpms_test(const void *data)
+{
+    static const char msg[] = "'tpmdev' property is required: this QEMU "
+                              "was built without libtpms";
+    QTestState *s;
+    QDict *rsp;
+
+    if (vtpm_pci_has_libtpms()) {
+        g_test_skip("QEMU with libtpms: the card brings its own TPM");
+        return;
+    }
+    tpm_cmd_assert_qemu_refuses("-M q35 -device vtpm-pci", msg);
+
+    s = qtest_init("-M pc");
+    rsp = qtest_qmp(s, "{ 'execute': 'device_add',"
+                    "  'arguments': { 'driver': 'vtpm-pci', 'id': 'card' } }");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"), msg));
+    qobject_unref(rsp);
+    /* ... and nothing is left behind: no backend, no card */
+    rsp = qtest_qmp(s, "{ 'execute': 'query-tpm' }");
+    g_assert_true(qlist_empty(qdict_get_qlist(rsp, "return")));
+    qobject_unref(rsp);
+    qtest_quit(s);
 }
 
 int main(int argc, char **argv)
@@ -225,6 +271,8 @@ int main(int argc, char **argv)
                         vtpm_pci_acpi_alone_test);
     qtest_add_data_func("/vtpm-pci/acpi/beside-tpm-crb", &q35,
                         vtpm_pci_acpi_beside_crb_test);
+    qtest_add_data_func("/vtpm-pci/no-libtpms/tpmdev-required", &q35,
+                        vtpm_pci_no_libtpms_test);
     ret = g_test_run();
 
     for (i = 0; i < ARRAY_SIZE(all); i++) {

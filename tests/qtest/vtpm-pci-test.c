@@ -592,7 +592,7 @@ static void test_query_tpm(void)
     g_autofree char *info = NULL;
 
     /* The card's own backend takes its name from the card's */
-    tpm_cmd_assert_query_tpm(s, "card-tpm", "vtpm-pci", "libtpms", "2.0");
+    tpm_cmd_assert_query_tpm(s, "card-tpm", "vtpm-pci", "libtpms", "v2-0");
     info = qtest_hmp(s, "info tpm");
     g_assert_nonnull(strstr(info, "model=vtpm-pci"));
     g_assert_nonnull(strstr(info, "card-tpm: type=libtpms,version=2.0"));
@@ -1555,7 +1555,7 @@ static void test_pinned_replug(void)
     qtest_qmp_device_add(s, "vtpm-pci", "c", "{'addr': %d, 'iobase': %d, "
                          "'tpmdev': 't'}", QPCI_DEVFN(VTPM_SLOT, 0),
                          PINNED_PORT);
-    tpm_cmd_assert_query_tpm(s, "t", "vtpm-pci", "libtpms", "2.0");
+    tpm_cmd_assert_query_tpm(s, "t", "vtpm-pci", "libtpms", "v2-0");
     tpm_util_startup(s, vtpm_pci_transfer);
     assert_pinned_tpm_works(s);
 

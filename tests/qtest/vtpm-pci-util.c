@@ -11,6 +11,9 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bswap.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qstring.h"
 #include "libqos/pci-pc.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_regs.h"
@@ -129,4 +132,26 @@ void vtpm_pci_transfer(QTestState *s,
                        unsigned char *rsp, size_t rsp_size)
 {
     vtpm_pci_transfer_at(s, vtpm_pci_port(s), req, req_size, rsp, rsp_size);
+}
+
+bool vtpm_pci_has_libtpms(void)
+{
+    static int has = -1;
+
+    if (has < 0) {
+        QTestState *s = qtest_init("-machine none");
+        QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-tpm-types' }");
+        QListEntry *e;
+
+        has = 0;
+        QLIST_FOREACH_ENTRY(qdict_get_qlist(rsp, "return"), e) {
+            if (!strcmp(qstring_get_str(qobject_to(QString, e->value)),
+                        "libtpms")) {
+                has = 1;
+            }
+        }
+        qobject_unref(rsp);
+        qtest_quit(s);
+    }
+    return has;
 }

@@ -37,4 +37,7 @@ void vtpm_pci_transfer(QTestState *s,
                        const unsigned char *req, size_t req_size,
                        unsigned char *rsp, size_t rsp_size);
 
+/* Whether the QEMU under test has the libtpms TPM backend (-tpmdev libtpms) */
+bool vtpm_pci_has_libtpms(void);
+
 #endif /* TESTS_VTPM_PCI_UTIL_H */
