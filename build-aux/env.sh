@@ -103,12 +103,23 @@ install_debs() {
         --no-install-recommends "${missing[@]}"
 }
 
+# replace_if_changed FILE: FILE takes standard input's content, unless it
+# holds it already (a build reconfigures whenever a device list is
+# written, even with the same content)
+replace_if_changed() {
+    cat > "$1.tmp"
+    if cmp -s "$1.tmp" "$1"; then
+        rm "$1.tmp"
+    else
+        mv "$1.tmp" "$1"
+    fi
+}
+
 # series_devices TREE: the build's device set in TREE, less what TREE
 # does not define yet (an early commit of the series, for check-series.sh
-# and series.sh verify); the file is rewritten only when that changes, as
-# the build reconfigures whenever it is written
+# and series.sh verify)
 series_devices() {
-    local line sym mak=$1/configs/devices/x86_64-softmmu/vtpm-pci.mak
+    local line sym
 
     while read -r line; do
         case $line in
@@ -120,12 +131,8 @@ series_devices() {
             fi
             ;;
         esac
-    done < "$VTPM_TOP/build-aux/devices-x86_64.mak" > "$mak.tmp"
-    if cmp -s "$mak.tmp" "$mak"; then
-        rm "$mak.tmp"
-    else
-        mv "$mak.tmp" "$mak"
-    fi
+    done < "$VTPM_TOP/build-aux/devices-x86_64.mak" |
+        replace_if_changed "$1/configs/devices/x86_64-softmmu/vtpm-pci.mak"
 }
 
 # series_configure_args TREE: QEMU_CONFIGURE_ARGS for a commit of the

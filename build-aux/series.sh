@@ -62,10 +62,9 @@ OWN_DIRS='^docs/(bench|fuzz)/'
 # Laid into the tree for the build, never part of the series: the
 # device list, and the same without libtpms' backend (the build without
 # libtpms, check-nolibtpms.sh)
-BUILD_FILES=(configs/devices/x86_64-softmmu/vtpm-pci.mak
-             configs/devices/x86_64-softmmu/vtpm-pci-nolibtpms.mak)
-BUILD_SOURCES=(build-aux/devices-x86_64.mak
-               build-aux/devices-x86_64.mak)
+DEVICES=configs/devices/x86_64-softmmu/vtpm-pci.mak
+DEVICES_NOLIBTPMS=configs/devices/x86_64-softmmu/vtpm-pci-nolibtpms.mak
+BUILD_FILES=("$DEVICES" "$DEVICES_NOLIBTPMS")
 
 die() {
     echo "series: $*" >&2
@@ -174,7 +173,7 @@ reapply() {
 }
 
 cmd_sync() {
-    local stamp f i head_id have want exported synced=$GIT_DIR/vtpm-synced
+    local stamp f head_id have want exported synced=$GIT_DIR/vtpm-synced
 
     if in_progress; then
         echo "series: a rebase or git am is under way in $GIT_DIR;" \
@@ -231,21 +230,14 @@ cmd_sync() {
         done < <(added_files | comm -23 - <(checkout_files))
     fi
 
-    for i in "${!BUILD_FILES[@]}"; do
-        grep -qxF "/${BUILD_FILES[$i]}" "$GIT_DIR/info/exclude" ||
-            echo "/${BUILD_FILES[$i]}" >> "$GIT_DIR/info/exclude"
-        f=$QEMU_SRC/${BUILD_FILES[$i]}
-        case $f in
-        *-nolibtpms.mak)
-            grep -v '^CONFIG_TPM_LIBTPMS=' "$VTPM_TOP/${BUILD_SOURCES[$i]}" ;;
-        *) cat "$VTPM_TOP/${BUILD_SOURCES[$i]}" ;;
-        esac > "$f.tmp"
-        if cmp -s "$f.tmp" "$f"; then
-            rm "$f.tmp"
-        else
-            mv "$f.tmp" "$f"
-        fi
+    for f in "${BUILD_FILES[@]}"; do
+        grep -qxF "/$f" "$GIT_DIR/info/exclude" ||
+            echo "/$f" >> "$GIT_DIR/info/exclude"
     done
+    replace_if_changed "$QEMU_SRC/$DEVICES" \
+        < "$VTPM_TOP/build-aux/devices-x86_64.mak"
+    grep -v '^CONFIG_TPM_LIBTPMS=' "$VTPM_TOP/build-aux/devices-x86_64.mak" |
+        replace_if_changed "$QEMU_SRC/$DEVICES_NOLIBTPMS"
 }
 
 cmd_export() {
@@ -465,7 +457,7 @@ cmd_verify() {
 # must make the same way, such as a rename, which no fixup of the last
 # version can carry back.  Proven and exported as absorb's folds are.
 cmd_rewrite() {
-    local before n first=
+    local before first
 
     in_progress && die "finish the rebase or git am first"
     [ -z "$(git status --porcelain --untracked-files=no)" ] ||
@@ -478,14 +470,10 @@ cmd_rewrite() {
          --tree-filter "$*" -- "base..$BRANCH") > /dev/null
     git update-ref -d "refs/original/refs/heads/$BRANCH"
     git read-tree -u -m "$before" HEAD
-    for n in $(seq "$(git rev-list --count base..HEAD)"); do
-        if [ "$(git rev-parse "$(resolve "$n")^{tree}")" != \
-             "$(git rev-list --reverse "base..$before" | sed -n "${n}p" |
-                xargs -I{} git rev-parse '{}^{tree}')" ]; then
-            first=$n
-            break
-        fi
-    done
+    # The first position whose tree the command changed
+    first=$(paste <(git log --reverse --format=%T base..HEAD) \
+                  <(git log --reverse --format=%T "base..$before") |
+            awk '$1 != $2 { print NR; exit }')
     if [ -z "$first" ]; then
         echo "series: the command changed no commit"
         return 0

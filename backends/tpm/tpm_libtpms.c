@@ -6,10 +6,10 @@
  * libtpms is the TPM implementation that swtpm is built on.  This
  * backend links it into QEMU, so that a TPM needs no external process.
  * Commands run in a thread of the TPM backend's (tpm_backend.c), never
- * in a vCPU thread or under the BQL.  The TPM's non-volatile state lives in a file
- * (path=), written atomically and locked (tpm_nvfile.c), or in memory
- * only.  The permanent and volatile state travel in the migration stream
- * and in snapshots.
+ * in a vCPU thread or under the BQL.  The TPM's non-volatile state lives
+ * in a file (path=), written atomically and locked (tpm_nvfile.c), or in
+ * memory only.  The permanent and volatile state travel in the migration
+ * stream and in snapshots.
  *
  * libtpms keeps the TPM's state in global variables and calls back
  * into us through functions that take no context pointer, so there
