@@ -4,18 +4,22 @@
 # Check that every commit of the series builds on its own, and that the
 # qtests it has so far pass: apply patches/ one at a time with "git am"
 # to Debian's pristine QEMU (the series repository's base), and after
-# each one
-# build QEMU and the qtests of the test suite that exist by then.  A
-# maintainer's check before sending the series (git bisect must never
-# land on a commit that does not build); slow, so not part of "make
-# check".
+# each one build QEMU and the qtests of the test suite that exist by
+# then.  A maintainer's check before sending the series (git bisect must
+# never land on a commit that does not build); slow (an hour or more),
+# so not part of "make check".
+#
+# A commit passes for its tree and the list of qtests (tests.sh): both
+# are kept in $VTPM_CACHE/series-check.passed, and a commit whose tree
+# passed the same list before is not built or tested again.  So a run after an edit to patch N checks
+# patches N and on, and a run cut short (CHECK_SERIES_MINUTES=M stops
+# starting commits after M minutes) goes on where it stopped.
 #
 # The tree and its build live in $VTPM_CACHE/series-check, laid out like
-# the main ones (qemu/, build/) so that ccache serves most of the
-# compiles from the main build; the tree's repository is beside it, not
-# in it, as for the main tree (a .git makes QEMU's configure turn on
-# -Werror, and every compile command would differ from the main
-# build's).
+# series.sh verify's (qemu/, build/) and configured with the same
+# arguments, so that ccache serves the compiles verify has done; the
+# tree's repository is beside it, not in it, as for the main tree (a
+# .git makes QEMU's configure turn on -Werror).
 
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -24,11 +28,15 @@ set -euo pipefail
 work=$VTPM_CACHE/series-check
 src=$work/qemu
 build=$work/build
+passed=$VTPM_CACHE/series-check.passed
 export CCACHE_BASEDIR=$VTPM_CACHE
 export CCACHE_NOHASHDIR=1
 ident=(-c user.name=vtpm-pci -c user.email=vtpm-pci@localhost)
+budget=${CHECK_SERIES_MINUTES:-0}
+qtests=$(printf '%s\n' "${QTESTS[@]}" | sha1sum | cut -c1-12)
 
 mapfile -t patches < <(ls "$VTPM_TOP"/patches/*.patch)
+touch "$passed"
 
 echo "check-series: checking out the base"
 rm -rf "$work"
@@ -40,15 +48,25 @@ git checkout -q --detach base
 
 n=0
 failed=0
+left=0
 for patch in "${patches[@]}"; do
     n=$((n + 1))
     name=${patch##*/}
     git "${ident[@]}" am -q "$patch"
+    tree=$(git rev-parse 'HEAD^{tree}')
+    if grep -qx "$tree $qtests" "$passed"; then
+        echo "ok $n - $name (passed before: tree ${tree:0:12})"
+        continue
+    fi
+    if [ "$budget" -gt 0 ] && [ $SECONDS -ge $((budget * 60)) ]; then
+        left=$((left + 1))
+        continue
+    fi
     series_devices "$src"
     # Configured anew only where the arguments change (libtpms' option)
     series_configure_args "$src"
     QEMU_SRC=$src configure_qemu "$build" "$work/configure.log" \
-        "${series_args[@]}" || {
+        "${series_args[@]}" --enable-seccomp || {
         echo "check-series: configure failed after $name" >&2
         exit 1
     }
@@ -63,13 +81,16 @@ for patch in "${patches[@]}"; do
         fi
     done
     log=$work/$n.log
+    start=$SECONDS
     # QEMU builds without -Werror unless asked, and asking would change
     # every compile command (and miss ccache): a warning fails the commit
     # here instead.
     if ninja -C "$build" "${targets[@]}" > "$log" 2>&1 &&
        ! grep -q 'warning:' "$log" &&
        meson test -C "$build" --no-rebuild "${tests[@]}" >> "$log" 2>&1; then
-        echo "ok $n - $name builds; ${#tests[@]} qtest programs pass"
+        echo "$tree $qtests" >> "$passed"
+        echo "ok $n - $name builds; ${#tests[@]} qtest programs pass" \
+             "($((SECONDS - start)) s)"
     else
         grep 'warning:' "$log" | sed 's/^/#   /' || true
         echo "not ok $n - $name: see $log"
@@ -77,5 +98,9 @@ for patch in "${patches[@]}"; do
         failed=$((failed + 1))
     fi
 done
-echo "check-series: $((n - failed)) of $n commits build and pass"
-[ $failed -eq 0 ]
+if [ $left -gt 0 ]; then
+    echo "check-series: stopped after $budget minutes; $left commits not" \
+         "checked yet (run it again to go on)"
+fi
+echo "check-series: $((n - failed - left)) of $n commits build and pass"
+[ $failed -eq 0 ] && [ $left -eq 0 ]

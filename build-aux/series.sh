@@ -411,7 +411,46 @@ for e in json.load(open(sys.argv[1])):
 ' "$work/build/compile_commands.json" | sort -u)
     # shellcheck disable=SC2086
     ninja -C "$work/build" $objs > "$work/verify.log" 2>&1 &&
-        ! grep -q 'warning:' "$work/verify.log"
+        ! grep -q 'warning:' "$work/verify.log" &&
+        verify_fuzz "$work" "$(echo "$files" | grep '^tests/qtest/fuzz/')"
+}
+
+# Check the fuzz targets' C files $2 (one a line) of the tree in $1 with
+# clang, as the libFuzzer build compiles them (build-aux/fuzz.sh), which
+# this build does not: syntax and warnings only, against the generated
+# headers of $VTPM_CACHE/build-fuzz; skipped until "make fuzz" made it
+verify_fuzz() {
+    local work=$1 fuzz=$VTPM_CACHE/build-fuzz f cmd
+
+    [ -n "$2" ] && [ -f "$fuzz/compile_commands.json" ] || return 0
+    for f in $2; do
+        cmd=$(python3 -c '
+import json, shlex, sys
+db = json.load(open(sys.argv[1]))
+e = next((e for e in db if e["file"].endswith(sys.argv[2])), None) or \
+    next(e for e in db if e["file"].endswith("tests/qtest/fuzz/fuzz.c"))
+args = shlex.split(e["command"])
+out = []
+skip = False
+for a in args[:-1]:
+    if skip:
+        skip = False
+    elif a in ("-MD",):
+        pass
+    elif a in ("-MQ", "-MF", "-o", "-c"):
+        skip = True
+    else:
+        out.append(a.replace(sys.argv[3], sys.argv[4]).replace(
+            "-I../qemu", "-I" + sys.argv[4]))
+print(shlex.join(out + ["-fsyntax-only", "-Werror", sys.argv[4] + "/" +
+                        sys.argv[2]]))
+' "$fuzz/compile_commands.json" "$f" "$VTPM_CACHE/qemu" "$work/qemu") &&
+            (cd "$fuzz" && eval "$cmd") >> "$work/verify.log" 2>&1 || {
+            echo "series: $f does not compile as a fuzz target" \
+                 >> "$work/verify.log"
+            return 1
+        }
+    done
 }
 
 # Compile, at each commit from $1 to the last, the C files the series

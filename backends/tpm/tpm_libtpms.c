@@ -51,15 +51,6 @@
 #define TPMLIB_SUCCESS          0
 #define TPMLIB_RETRY            0x800   /* NV callbacks: no such data */
 
-/* Ordinals that start and shut down the TPM, and TPM_SU_STATE */
-#define TPM_ORD_SaveState       0x98
-#define TPM_ORD_Startup         0x99
-#define TPM2_CC_Startup         0x144
-#define TPM2_CC_Shutdown        0x145
-#define TPM2_SU_STATE           0x0001
-
-#define TPM2_RC_COMMAND_SIZE    0x142
-
 /* Bounds a migration stream's TPM state blobs */
 #define TPM_LIBTPMS_STATE_MAX   (1 * MiB)
 /* The SHA-256 a migration stream carries of each */
@@ -807,7 +798,7 @@ static void tpm_libtpms_run_request(TPMLibtpms *s, TPMBackendCmd *cmd,
     if (cmd->in_len < sizeof(struct tpm_req_hdr)) {
         /* Not even a header: no need to bother libtpms */
         rc = s->version == TPM_VERSION_1_2 ?
-             TPM_BAD_PARAM_SIZE : TPM2_RC_COMMAND_SIZE;
+             TPM_BAD_PARAM_SIZE : TPM_RC_COMMAND_SIZE;
         tpm_libtpms_write_error(s, cmd->out, cmd->out_len, rc);
         s->process_ns = 0;
     } else {

@@ -49,9 +49,6 @@ OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
 #define VTPM_PCI_POLL_NS_DEFAULT    50000
 #define VTPM_PCI_POLL_NS_MAX        1000000
 
-/* A TPM command or response starts with tag (2), size (4), code (4) */
-#define TPM_HEADER_SIZE     10
-
 struct VTPMPCIState {
     PCIDevice parent_obj;
 
@@ -226,19 +223,6 @@ static void vtpm_pci_query_end(VTPMPCIState *s)
  * TPM_PT_PERMANENT and TPM_PT_STARTUP_CLEAR.  TPM 1.2: TPM_GetCapability
  * of the permanent flags, then of TPM_CAP_PROP_OWNER.
  */
-#define TPM2_CC_GET_CAPABILITY      0x17a
-#define TPM2_CAP_TPM_PROPERTIES     6
-#define TPM2_PT_PERMANENT           0x200
-#define TPM2_PT_STARTUP_CLEAR       0x201
-#define TPMA_PERMANENT_OWNERAUTHSET 0x1
-#define TPMA_STARTUP_CLEAR_SHENABLE 0x2
-#define TPMA_STARTUP_CLEAR_EHENABLE 0x4
-#define TPM_ORD_GET_CAPABILITY      0x65
-#define TPM_CAP_FLAG                4
-#define TPM_CAP_PROPERTY            5
-#define TPM_CAP_FLAG_PERMANENT      0x108
-#define TPM_CAP_PROP_OWNER          0x111
-#define TPM_TAG_PERMANENT_FLAGS     0x1f
 
 /* Write the query's next command to buf; returns its length, 0 if done */
 static uint32_t vtpm_pci_query_command(VTPMPCIState *s)
@@ -249,9 +233,9 @@ static uint32_t vtpm_pci_query_command(VTPMPCIState *s)
         if (s->query_step > 1) {
             return 0;
         }
-        stw_be_p(b, 0x8001);                    /* TPM_ST_NO_SESSIONS */
+        stw_be_p(b, TPM2_ST_NO_SESSIONS);
         stl_be_p(b + 2, 22);
-        stl_be_p(b + 6, TPM2_CC_GET_CAPABILITY);
+        stl_be_p(b + 6, TPM2_CC_GetCapability);
         stl_be_p(b + 10, TPM2_CAP_TPM_PROPERTIES);
         stl_be_p(b + 14, TPM2_PT_PERMANENT);
         stl_be_p(b + 18, 2);                    /* and STARTUP_CLEAR */
@@ -260,9 +244,9 @@ static uint32_t vtpm_pci_query_command(VTPMPCIState *s)
     if (s->query_step > 2) {
         return 0;
     }
-    stw_be_p(b, 0xc1);                          /* TPM_TAG_RQU_COMMAND */
+    stw_be_p(b, TPM_TAG_RQU_COMMAND);
     stl_be_p(b + 2, 22);
-    stl_be_p(b + 6, TPM_ORD_GET_CAPABILITY);
+    stl_be_p(b + 6, TPM_ORD_GetCapability);
     stl_be_p(b + 10, s->query_step == 1 ? TPM_CAP_FLAG : TPM_CAP_PROPERTY);
     stl_be_p(b + 14, 4);                        /* subCapSize */
     stl_be_p(b + 18, s->query_step == 1 ? TPM_CAP_FLAG_PERMANENT :
@@ -349,7 +333,8 @@ static void vtpm_pci_request_completed(TPMIf *ti, int ret)
     VTPMPCIState *s = VTPM_PCI(ti);
     uint32_t len = tpm_cmd_get_size(s->buf);
 
-    if (ret != 0 || len < TPM_HEADER_SIZE || len > s->buffer_size) {
+    if (ret != 0 || len < sizeof(struct tpm_resp_hdr) ||
+        len > s->buffer_size) {
         /* No usable response: give the guest a well-formed TPM failure */
         tpm_util_write_fatal_error_response(s->buf, s->buffer_size);
         len = tpm_cmd_get_size(s->buf);
@@ -398,7 +383,7 @@ static void vtpm_pci_start(VTPMPCIState *s)
     if (s->overflow || s->cmd_len > s->buffer_size) {
         vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
                         "START of a command longer than the buffer");
-    } else if (s->cmd_len < TPM_HEADER_SIZE) {
+    } else if (s->cmd_len < sizeof(struct tpm_req_hdr)) {
         vtpm_pci_refuse(s, VTPM_ERR_LENGTH,
                         "START of a command shorter than its header");
     } else if (tpm_cmd_get_size(s->buf) != s->cmd_len) {
@@ -1022,7 +1007,7 @@ static bool vtpm_pci_load_check(VTPMPCIState *s, Error **errp)
          s->mig.data_len != s->mig.cmd_len) ||
         (s->mig.state == VTPM_STATE_COMPLETE &&
          (s->mig.data_len != s->mig.rsp_len ||
-          s->mig.rsp_len < TPM_HEADER_SIZE ||
+          s->mig.rsp_len < sizeof(struct tpm_resp_hdr) ||
           tpm_cmd_get_size(s->mig.buf) != s->mig.rsp_len)) ||
         (s->mig.state == VTPM_STATE_IDLE && s->mig.data_len)) {
         error_setg(errp, "vtpm-pci: the migration stream's buffer does not "

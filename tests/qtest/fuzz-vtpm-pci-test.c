@@ -571,7 +571,7 @@ static void test_msi_target(const void *opaque)
     /* After a reset the TPM is new; otherwise the Startup above ran */
     msi_transfer(w.qts, startup, sizeof(startup), rsp, sizeof(rsp));
     g_assert_true(ldl_be_p(rsp + 6) == 0 ||
-                  ldl_be_p(rsp + 6) == TPM2_RC_INITIALIZE);
+                  ldl_be_p(rsp + 6) == TPM_RC_INITIALIZE);
     tpm_cmd_get_random(w.qts, msi_transfer, random, sizeof(random));
     msi_world_free(&w);
 }

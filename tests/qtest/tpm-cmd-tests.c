@@ -192,7 +192,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
         nw->finish(s, rsp, sizeof(rsp));
         /* ... unless the last access came after the response, and took it */
         if (!nw->accesses[(i + nw->n_accesses - 1) % nw->n_accesses].consumes) {
-            g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+            g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
             g_assert_cmphex((uint32_t)ldl_be_p(rsp + TPM_RSP_HDR_SIZE), ==,
                             TPM2_TRANSIENT_FIRST);
         }
@@ -200,7 +200,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
         /* Make room for the next key: each gets the first handle */
         stl_be_p(flush + 10, TPM2_TRANSIENT_FIRST);
         tpm_cmd_transfer(s, nw->tx, flush, sizeof(flush), rsp, sizeof(rsp),
-                         TPM2_ST_NO_SESSIONS, TPM2_RC_SUCCESS);
+                         TPM2_ST_NO_SESSIONS, TPM_RC_SUCCESS);
         g_test_message("key %u: %" PRId64 " us; %u accesses so far, the "
                        "longest %" PRId64 " us (%s)", salt, ran, made,
                        longest, longest_name ?: "none");
@@ -234,7 +234,7 @@ void tpm_cmd_test_pcr_read_before_startup(QTestState *s, tx_func *tx)
     g_assert_cmpuint(tpm_cmd_transfer(s, tx, tpm2_pcr_read_10,
                                       sizeof(tpm2_pcr_read_10),
                                       rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                                      TPM2_RC_INITIALIZE),
+                                      TPM_RC_INITIALIZE),
                      ==, TPM_RSP_HDR_SIZE);
 }
 
@@ -250,7 +250,7 @@ void tpm_cmd_get_random(QTestState *s, tx_func *tx, uint8_t *buf,
     stw_be_p(req + 10, len);
     g_assert_cmpuint(tpm_cmd_transfer(s, tx, req, sizeof(req),
                                       rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                                      TPM2_RC_SUCCESS),
+                                      TPM_RC_SUCCESS),
                      ==, TPM_RSP_HDR_SIZE + 2 + len);
     g_assert_cmpuint(lduw_be_p(rsp + TPM_RSP_HDR_SIZE), ==, len);
     memcpy(buf, rsp + TPM_RSP_HDR_SIZE + 2, len);
@@ -281,7 +281,7 @@ uint32_t tpm_cmd_get_property(QTestState *s, tx_func *tx, uint32_t property)
     /* TPMS_CAPABILITY_DATA with one TPMS_TAGGED_PROPERTY */
     g_assert_cmpuint(tpm_cmd_transfer(s, tx, req, sizeof(req),
                                       rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                                      TPM2_RC_SUCCESS),
+                                      TPM_RC_SUCCESS),
                      ==, TPM_RSP_HDR_SIZE + 1 + 4 + 4 + 8);
     g_assert_cmphex(ldl_be_p(data), ==, 0x6);           /* capability */
     g_assert_cmpuint(ldl_be_p(data + 4), ==, 1);        /* count */
@@ -365,7 +365,7 @@ void tpm_cmd_test_reset(QTestState *s, tx_func *tx)
     /* A reset TPM needs TPM2_Startup again */
     tpm_cmd_transfer(s, tx, tpm2_pcr_read_10, sizeof(tpm2_pcr_read_10),
                      rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                     TPM2_RC_INITIALIZE);
+                     TPM_RC_INITIALIZE);
 
     /*
      * Resuming needs the state a TPM2_Shutdown(TPM_SU_STATE) saved;
@@ -374,7 +374,7 @@ void tpm_cmd_test_reset(QTestState *s, tx_func *tx)
     g_assert_cmpuint(tpm_cmd_transfer(s, tx, startup_state,
                                       sizeof(startup_state),
                                       rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                                      TPM2_RC_SUCCESS),
+                                      TPM_RC_SUCCESS),
                      ==, TPM_RSP_HDR_SIZE);
 }
 

@@ -11,16 +11,15 @@
 #ifndef TESTS_TPM_CMD_TESTS_H
 #define TESTS_TPM_CMD_TESTS_H
 
+#include "system/tpm_util.h"
 #include "tpm-util.h"
 
-#define TPM_RSP_HDR_SIZE        10
+#define TPM_RSP_HDR_SIZE        sizeof(struct tpm_resp_hdr)
 
-#define TPM2_ST_NO_SESSIONS     0x8001
-#define TPM2_RC_SUCCESS         0x000
-#define TPM2_RC_INITIALIZE      0x100
-#define TPM2_RC_CANCELED        0x909
+/* TPM 2.0 constants only the tests use */
+#define TPM_RC_CANCELED         0x909
+#define TPM_RC_RETRY            0x922
 #define TPM2_TRANSIENT_FIRST    0x80000000
-#define TPM_TAG_RSP_COMMAND     0x00c4
 
 size_t tpm_cmd_transfer(QTestState *s, tx_func *tx,
                         const void *req, size_t req_len,

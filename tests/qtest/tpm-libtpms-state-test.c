@@ -29,14 +29,8 @@
 #define TPM2_RH_ENDORSEMENT     0x4000000b
 #define EK_HANDLE               0x81010001
 #define TPM2_RS_PW              0x40000009
-#define TPM2_SU_CLEAR           0x0000
-#define TPM2_SU_STATE           0x0001
 #define TPM2_PT_LOCKOUT_COUNTER 0x20e
 #define TPM2_ALG_SHA256         0x000b
-#define TPM2_RC_RETRY           0x922
-#define TPM2_RC_FAILURE         0x101
-/* The card's answer when the TPM cannot run a command at all */
-#define TPM_FAIL                0x9
 
 #define NV_DATA_INDEX           0x01500010
 #define NV_COUNTER_INDEX        0x01500020
@@ -106,13 +100,13 @@ static uint32_t cmd_send(QTestState *s, Cmd *c, uint8_t *rsp, size_t size)
         memset(rsp, 0, size);
         vtpm_pci_transfer(s, c->b, c->len, rsp, size);
         g_assert_cmpuint(ldl_be_p(rsp + 2), <=, size);
-    } while (ldl_be_p(rsp + 6) == TPM2_RC_RETRY && ++tries < 3);
+    } while (ldl_be_p(rsp + 6) == TPM_RC_RETRY && ++tries < 3);
     return ldl_be_p(rsp + 6);
 }
 
 static void cmd_ok(QTestState *s, Cmd *c, uint8_t *rsp, size_t size)
 {
-    g_assert_cmphex(cmd_send(s, c, rsp, size), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(cmd_send(s, c, rsp, size), ==, TPM_RC_SUCCESS);
 }
 
 static uint32_t tpm_startup(QTestState *s, uint16_t type)
@@ -362,7 +356,7 @@ static void test_restart(void)
     QTestState *s;
 
     s = start_on(path, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "persist!");
     pcr_extend(s, data);
@@ -376,7 +370,7 @@ static void test_restart(void)
      * QEMU sent TPM2_Shutdown(TPM_SU_STATE) at quit, so the TPM resumes,
      * with its PCRs
      */
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_STATE), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_STATE), ==, TPM_RC_SUCCESS);
     pcr_read(s, pcr);
     pcr_expected(data, expected);
     g_assert_cmpmem(pcr, 32, expected, 32);
@@ -451,7 +445,7 @@ static void test_crash(void)
         int i;
 
         /* The TPM may not have been shut down: a fresh start */
-        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
         if (round == 0) {
             /*
              * A counter reads only once incremented, and starts no lower
@@ -474,7 +468,7 @@ static void test_crash(void)
         /* One more, killed before, during or after it runs */
         nv_increment_start(s, port, NV_COUNTER_INDEX);
         if (round % 3 == 1) {
-            g_assert_cmphex(finish(s, port), ==, TPM2_RC_SUCCESS);
+            g_assert_cmphex(finish(s, port), ==, TPM_RC_SUCCESS);
             acked++;
         } else if (round % 3 == 2) {
             vtpm_pci_wait_done(s, port);
@@ -505,7 +499,7 @@ static void test_corrupt_files(void)
     };
 
     s = start_on(good, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
     g_assert_true(g_file_get_contents(good, &img, &len, NULL));
     g_assert_cmpuint(len, >, 100);
@@ -627,7 +621,7 @@ static void test_hostile_paths(void)
 
     /* A good TPM, which a link must not lead QEMU to */
     s = start_on(target, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
     target_digest = file_digest(target);
 
@@ -679,7 +673,7 @@ static void test_file_attributes(void)
     QTestState *s;
 
     s = start_on(path, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
 
     g_assert_cmpint(chmod(path, 0640), ==, 0);
@@ -689,7 +683,7 @@ static void test_file_attributes(void)
     digest = file_digest(path);
 
     s = start_on(path, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "attrs ok");
     qtest_quit(s);
@@ -720,7 +714,7 @@ static void test_lock(void)
 
     tpm_cmd_assert_qemu_refuses(args, message);
     /* The first one is unharmed */
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
 }
 
@@ -750,7 +744,7 @@ static void test_reset_lockout(void)
     int i;
 
     for (i = 0; i < 10; i++) {
-        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
         g_assert_cmpuint(tpm_cmd_get_property(s, vtpm_pci_transfer,
                                               TPM2_PT_LOCKOUT_COUNTER),
                          ==, 0);
@@ -796,7 +790,7 @@ static void test_storage_error(void)
 
     g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
     s = start_on(path, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     before = file_digest(path);
     if (!set_immutable(dir, true)) {
@@ -806,7 +800,7 @@ static void test_storage_error(void)
     }
 
     nv_write_cmd(&c, NV_DATA_INDEX, "lost!!!!");
-    g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=, TPM2_RC_SUCCESS);
+    g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=, TPM_RC_SUCCESS);
 
     status = qtest_qmp(s, "{ 'execute': 'query-status' }");
     g_assert_true(qdict_get_bool(qdict_get_qdict(status, "return"),
@@ -852,7 +846,7 @@ static void test_storage_error_log(void)
 
     g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
     s = start_on(path, redirect);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     if (!set_immutable(dir, true)) {
         g_test_skip("cannot make a directory immutable here");
@@ -868,7 +862,7 @@ static void test_storage_error_log(void)
         tpm_startup(s, TPM2_SU_CLEAR);
         nv_write_cmd(&c, NV_DATA_INDEX, "lost!!!!");
         g_assert_cmphex(cmd_send(s, &c, rsp, sizeof(rsp)), !=,
-                        TPM2_RC_SUCCESS);
+                        TPM_RC_SUCCESS);
         cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x17b);      /* GetRandom */
         put16(&c, 8);
         cmd_send(s, &c, rsp, sizeof(rsp));
@@ -885,7 +879,7 @@ static void test_storage_error_log(void)
     /* The disk is back: the TPM starts at the next reset, and says so */
     g_assert_true(set_immutable(dir, false));
     qtest_system_reset(s);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     tpm_cmd_get_random(s, vtpm_pci_transfer, random, sizeof(random));
     g_assert_cmpuint(count_lines(log), >, lines);
     qtest_quit(s);
@@ -930,7 +924,7 @@ static void test_migrate_quiet(void)
     QTestState *src, *dst;
 
     mig_start(&src, &dst, "quiet");
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     pcr_extend(src, data);
     nv_define(src, NV_DATA_INDEX, 0, 8);
     nv_write(src, NV_DATA_INDEX, "migrated");
@@ -944,7 +938,7 @@ static void test_migrate_quiet(void)
 
     /* The destination's file holds the TPM now */
     dst = start_on(dst_path, "");
-    g_assert_cmphex(tpm_startup(dst, TPM2_SU_STATE), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(dst, TPM2_SU_STATE), ==, TPM_RC_SUCCESS);
     nv_read(dst, NV_DATA_INDEX, nv, sizeof(nv));
     g_assert_cmpmem(nv, 8, "migrated", 8);
     pcr_read(dst, pcr);
@@ -965,7 +959,7 @@ static void test_migrate_objects(void)
     Cmd c;
 
     mig_start(&src, &dst, "objects");
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
 
     /* TPM2_StartAuthSession: an unbound, unsalted policy session */
     cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x176);
@@ -982,7 +976,7 @@ static void test_migrate_objects(void)
     /* A transient object */
     vtpm_pci_transfer(src, tpm2_create_primary_rsa2048,
                       tpm2_create_primary_rsa2048_size, rsp, sizeof(rsp));
-    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
     object = rsp_handle(rsp);
 
     /* TPM2_HashSequenceStart, and "abc" into it */
@@ -1036,14 +1030,14 @@ static void test_migrate_counter(void)
 
     mig_start(&src, &dst, "counter");
     port = vtpm_pci_port(src);
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(src, NV_COUNTER_INDEX, 1, 8);
     nv_increment(src, NV_COUNTER_INDEX);
     before = nv_counter(src);
 
     nv_increment_start(src, port, NV_COUNTER_INDEX);
     mig_run(src, dst);
-    g_assert_cmphex(finish(dst, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish(dst, port), ==, TPM_RC_SUCCESS);
     g_assert_cmpuint(nv_counter(dst), ==, before + 1);
     nv_increment(dst, NV_COUNTER_INDEX);
     g_assert_cmpuint(nv_counter(dst), ==, before + 2);
@@ -1070,7 +1064,7 @@ static void test_migrate_mid_command(void)
     /* Half a command */
     mig_start(&src, &dst, "mid-write");
     port = vtpm_pci_port(src);
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     vtpm_pci_write_command(src, port, get_random, 6);
     mig_run(src, dst);
     g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_RECEIVING);
@@ -1079,13 +1073,13 @@ static void test_migrate_mid_command(void)
     vtpm_pci_wait_done(dst, port);
     len = vtpm_pci_read_response(dst, port, rsp, sizeof(rsp));
     g_assert_cmpuint(len, ==, 12 + 16);
-    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
     qtest_quit(src);
     qtest_quit(dst);
 
     /* Half a response */
     mig_start(&src, &dst, "mid-read");
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     vtpm_pci_write_command(src, port, get_random, sizeof(get_random));
     qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
     vtpm_pci_wait_done(src, port);
@@ -1096,13 +1090,13 @@ static void test_migrate_mid_command(void)
     }
     g_assert_cmpuint(vtpm_pci_state(dst, port), ==, VTPM_STATE_IDLE);
     g_assert_cmphex(ldl_be_p(rsp + 2), ==, 12 + 16);
-    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
     qtest_quit(src);
     qtest_quit(dst);
 
     /* TPM2_CreatePrimary of an RSA-3072 storage key, executing */
     mig_start(&src, &dst, "long");
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     memcpy(c.b, tpm2_create_primary_rsa2048,
            tpm2_create_primary_rsa2048_size);
     c.len = tpm2_create_primary_rsa2048_size;
@@ -1110,7 +1104,7 @@ static void test_migrate_mid_command(void)
     vtpm_pci_write_command(src, port, c.b, c.len);
     qtest_outl(src, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
     mig_run(src, dst);
-    g_assert_cmphex(finish(dst, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish(dst, port), ==, TPM_RC_SUCCESS);
     qtest_quit(src);
     qtest_quit(dst);
 }
@@ -1175,7 +1169,7 @@ static void test_migrate_refused(void)
     dst = qtest_initf("-M q35 -tpmdev libtpms,id=t,version=1.2,path=%s/"
                       "refused-dst -device vtpm-pci,tpmdev=t -incoming defer",
                       tmp_dir);
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
 
     /* With a return path, the source learns that the destination failed */
     set_return_path(src);
@@ -1218,7 +1212,7 @@ static void test_migrate_resumed_source(void)
 
     src = start_on(path, "");
     dst = start_on(path, incoming);
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(src, NV_DATA_INDEX, 0, 8);
     nv_write(src, NV_DATA_INDEX, "migrated");
     mig_run(src, dst);
@@ -1227,12 +1221,12 @@ static void test_migrate_resumed_source(void)
     qtest_qmp_assert_success(src, "{ 'execute': 'cont' }");
     nv_write_cmd(&c, NV_DATA_INDEX, "clobber!");
     g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), ==,
-                    TPM2_RC_FAILURE);
+                    TPM_RC_FAILURE);
     /* Not only writes: the TPM fails, so that the guest knows */
     cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x17b);          /* GetRandom */
     put16(&c, 8);
     g_assert_cmphex(cmd_send(src, &c, rsp, sizeof(rsp)), ==,
-                    TPM2_RC_FAILURE);
+                    TPM_RC_FAILURE);
     status = qtest_qmp(src, "{ 'execute': 'query-status' }");
     g_assert_true(qdict_get_bool(qdict_get_qdict(status, "return"),
                                  "running"));
@@ -1284,7 +1278,7 @@ static void test_migrate_corrupt(void)
     int i;
 
     src = start_on(src_path, "");
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     tpm_util_migrate(src, uri);
     mig_wait_status(src, "completed");
     qtest_quit(src);
@@ -1428,7 +1422,7 @@ static void snapshot_first(QTestState *s, const char *image,
                            const uint8_t *first)
 {
     snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "snapshot");
     pcr_extend(s, first);
@@ -1441,7 +1435,7 @@ static void assert_state_nv(const char *path, const char *data)
     QTestState *s = start_on(path, "");
     uint8_t nv[8];
 
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
     g_assert_cmpmem(nv, 8, data, 8);
     qtest_quit(s);
@@ -1501,7 +1495,7 @@ static void test_lock_states(void)
     QTestState *s = start_on(path, "");
 
     snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "locked!!");
     assert_path_locked(path);
@@ -1626,7 +1620,7 @@ static void test_snapshot_refused(void)
         qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
 
         /* Reset, not gone: it starts up, and PCR 10 is back at zero */
-        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+        g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
         pcr_read(s, pcr);
         g_assert_cmpmem(pcr, 32, zeros, 32);
         pcr_extend(s, second);
@@ -1700,7 +1694,7 @@ static void test_sandbox(void)
     }
     src = start_on(path, source);
     snapshot_disk(src, image, true);
-    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(src, NV_DATA_INDEX, 0, 8);
     nv_write(src, NV_DATA_INDEX, "sandbox1");
     snapshot_job(src, "save");
@@ -1790,7 +1784,7 @@ static void test_libtpms_overread(void)
     QTestState *s;
 
     s = start_on(good, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
     permanent = read_state_blob(good, "permall");
 
@@ -1798,7 +1792,7 @@ static void test_libtpms_overread(void)
     write_state(path, 2, "permall", g_bytes_get_data(permanent, NULL),
                 g_bytes_get_size(permanent));
     s = start_on(path, "");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
 
     blob = g_bytes_unref_to_data(g_steal_pointer(&permanent), &len);
@@ -1838,7 +1832,7 @@ static void test_libtpms_crash(void)
     QTestState *s = start_on(path, "");
 
     snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     ek = create_ek(s, &handle);
     evict_control(s, handle, EK_HANDLE);
     nv_define(s, NV_DATA_INDEX, 0, 8);
@@ -1852,7 +1846,7 @@ static void test_libtpms_crash(void)
     g_assert_nonnull(strstr(error, "the incoming TPM state is refused: "
                             "libtpms does not survive loading it"));
     qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
     g_assert_cmpmem(nv, 8, "current!", 8);
     qtest_quit(s);
@@ -1903,7 +1897,7 @@ static void test_refused_state(void)
     s = start_on(path, "");
 
     snapshot_disk(s, image, true);
-    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "snapshot");
     snapshot_job(s, "save");

@@ -112,7 +112,7 @@ static void test_migrate(const void *data)
     /* QEMU shut the TPM down at exit: TPM2_Startup(TPM_SU_STATE) resumes */
     dst = start_qemu(iface, dst_opts);
     tpm_cmd_transfer(dst, iface->tx, startup_state, sizeof(startup_state),
-                     rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS, TPM2_RC_SUCCESS);
+                     rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS, TPM_RC_SUCCESS);
     tpm_cmd_assert_pcr10_extended(dst, iface->tx);
     qtest_quit(dst);
 
@@ -334,7 +334,7 @@ static gint64 reset_executing(const TPMInterface *iface, bool tpm12)
         tpm_cmd_test_pcr_read_before_startup(s, iface->tx);
         tpm_cmd_transfer(s, iface->tx, tpm2_startup_clear, TPM_STARTUP_SIZE,
                          rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                         TPM2_RC_SUCCESS);
+                         TPM_RC_SUCCESS);
         tpm_cmd_get_random(s, iface->tx, random, sizeof(random));
     }
     qtest_quit(s);

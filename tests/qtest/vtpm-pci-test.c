@@ -25,7 +25,6 @@
 #define PORT_B          0xd040
 
 /* TPM_PT_MAX_COMMAND_SIZE, TPM 2.0 Part 2, 6.13 */
-#define TPM2_PT_MAX_COMMAND_SIZE 0x11e
 
 typedef struct {
     QTestState *qts;
@@ -548,7 +547,7 @@ static void test_tpm_selftest(void)
     tpm_start(&s);
     g_assert_cmpuint(tpm_cmd_transfer(s, vtpm_pci_transfer, req, sizeof(req),
                                       rsp, sizeof(rsp), TPM2_ST_NO_SESSIONS,
-                                      TPM2_RC_SUCCESS),
+                                      TPM_RC_SUCCESS),
                      ==, TPM_RSP_HDR_SIZE);
     qtest_quit(s);
 }
@@ -631,7 +630,7 @@ static void test_bad_data_write_executing(void)
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
     g_assert_cmpuint(tpm_reg(s, port, A_VTPM_CMD_SIZE), ==,
                      tpm2_create_primary_rsa2048_size);
-    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish_command(s, port), ==, TPM_RC_SUCCESS);
     assert_tpm_works(s, port);
     qtest_quit(s);
 }
@@ -708,7 +707,7 @@ static void test_bad_start_twice(void)
     start_long_command(s, port);
     tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
-    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish_command(s, port), ==, TPM_RC_SUCCESS);
     /* One command, one response: nothing more to read */
     g_assert_cmphex(qtest_inl(s, port + A_VTPM_DATA), ==, 0xffffffff);
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
@@ -769,7 +768,7 @@ static void test_cancel_executing(void)
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_NONE);
     /* Either the TPM gave up, or it had finished before it saw the cancel */
     rc = finish_command(s, port);
-    g_assert_true(rc == TPM2_RC_CANCELED || rc == TPM2_RC_SUCCESS);
+    g_assert_true(rc == TPM_RC_CANCELED || rc == TPM_RC_SUCCESS);
     assert_tpm_works(s, port);
     qtest_quit(s);
 }
@@ -829,7 +828,7 @@ static void test_bad_accesses(void)
     start_long_command(s, port);
     tpm_control(s, port, R_VTPM_CONTROL_ABORT_MASK);
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_STATE);
-    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish_command(s, port), ==, TPM_RC_SUCCESS);
 
     assert_tpm_works(s, port);
     qtest_quit(s);
@@ -871,7 +870,7 @@ static void test_io_disabled_mid_command(void)
     qpci_config_writew(dev, PCI_COMMAND, cmd & ~PCI_COMMAND_IO);
     g_assert_cmphex(qtest_inl(s, port + A_VTPM_STATUS), ==, 0xffffffff);
     qpci_config_writew(dev, PCI_COMMAND, cmd);
-    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish_command(s, port), ==, TPM_RC_SUCCESS);
     assert_tpm_works(s, port);
 
     g_free(dev);
@@ -889,7 +888,7 @@ static void run_command(QTestState *s, uint16_t port)
 
     vtpm_pci_write_command(s, port, get_random, sizeof(get_random));
     tpm_control(s, port, R_VTPM_CONTROL_START_MASK);
-    g_assert_cmphex(finish_command(s, port), ==, TPM2_RC_SUCCESS);
+    g_assert_cmphex(finish_command(s, port), ==, TPM_RC_SUCCESS);
 }
 
 static void test_interrupts(void)
@@ -972,7 +971,7 @@ static void tpm2_send_pw(QTestState *s, const uint8_t *req, size_t len)
     uint8_t rsp[64];
 
     tpm_cmd_transfer(s, vtpm_pci_transfer, req, len, rsp, sizeof(rsp),
-                     0x8002, TPM2_RC_SUCCESS);
+                     0x8002, TPM_RC_SUCCESS);
 }
 
 static void test_flags_tpm2(void)

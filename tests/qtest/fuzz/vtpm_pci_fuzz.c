@@ -38,6 +38,7 @@
 #include "hw/pci/pci_regs.h"
 #include "hw/tpm/vtpm_pci.h"
 #include "system/tpm.h"
+#include "system/tpm_util.h"
 #include "tests/qtest/libqtest.h"
 #include "tests/qtest/vtpm-pci-util.h"
 #include "fuzz.h"
@@ -48,8 +49,6 @@
 
 /* Where BAR 0 goes; an input may move it */
 #define VTPM_FUZZ_PORT          0xc000
-
-#define TPM_HEADER_SIZE         10
 
 /* Main loop turns a command may take before the input counts as a hang */
 #define VTPM_FUZZ_WAIT_LOOPS    100000
@@ -238,9 +237,9 @@ static void vtpm_fuzz_read_response(QTestState *s, uint8_t *rsp,
     g_autofree uint8_t *buf = NULL;
     uint32_t i;
 
-    if (len < TPM_HEADER_SIZE || len > vf.buf_size) {
-        vtpm_fuzz_fail("RSP_SIZE %u outside [%u, %u]", len, TPM_HEADER_SIZE,
-                       vf.buf_size);
+    if (len < sizeof(struct tpm_resp_hdr) || len > vf.buf_size) {
+        vtpm_fuzz_fail("RSP_SIZE %u outside [%zu, %u]", len,
+                       sizeof(struct tpm_resp_hdr), vf.buf_size);
         return;
     }
     buf = g_malloc(len);
@@ -280,8 +279,8 @@ static void vtpm_fuzz_command(QTestState *s, const uint8_t *cmd, size_t len,
     if (vtpm_fuzz_state(s) == VTPM_STATE_COMPLETE) {
         /* Not idle before: the response of an earlier command, maybe read */
         vtpm_fuzz_read_response(s, rsp, rsp_size, idle);
-    } else if (idle && len >= TPM_HEADER_SIZE && len <= vf.buf_size &&
-               ldl_be_p(cmd + 2) == len) {
+    } else if (idle && len >= sizeof(struct tpm_req_hdr) &&
+               len <= vf.buf_size && ldl_be_p(cmd + 2) == len) {
         /* A well-formed command on an idle card must run */
         vtpm_fuzz_fail("a well-formed command did not run, STATUS 0x%x "
                        "ERROR %u", vtpm_fuzz_reg(s, A_VTPM_STATUS),
@@ -511,7 +510,7 @@ static bool vtpm_fuzz_take(VTPMFuzzInput *in, void *dst, size_t len)
 
 static void vtpm_fuzz_op_command(QTestState *s, VTPMFuzzInput *in)
 {
-    uint8_t lenbuf[2], rsp[TPM_HEADER_SIZE];
+    uint8_t lenbuf[2], rsp[sizeof(struct tpm_resp_hdr)];
     g_autofree uint8_t *cmd = NULL;
     uint16_t len;
 
@@ -634,7 +633,7 @@ static bool vtpm_fuzz_load_base(const GByteArray *st, Error **errp)
  */
 static void vtpm_fuzz_make_bases(QTestState *s)
 {
-    uint8_t rsp[TPM_HEADER_SIZE];
+    uint8_t rsp[sizeof(struct tpm_resp_hdr)];
     int i;
 
     vtpm_fuzz_command(s, tpm2_startup_clear, sizeof(tpm2_startup_clear),
@@ -755,7 +754,7 @@ static void vtpm_fuzz_fix_digests(GByteArray *st)
  */
 static void vtpm_fuzz_check_answers(QTestState *s, bool loaded)
 {
-    uint8_t rsp[TPM_HEADER_SIZE];
+    uint8_t rsp[sizeof(struct tpm_resp_hdr)];
 
     vtpm_fuzz_track_bar(s);
     vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4,
@@ -830,9 +829,6 @@ static void vtpm_fuzz_migration(QTestState *s, const unsigned char *data,
 /* The ICH9's ACPI PCI hotplug registers (hw/acpi/pcihp.c) */
 #define VTPM_HP_PCIHP_EJ        (ACPI_PCIHP_ADDR_ICH9 + 0x08)
 #define VTPM_HP_PCIHP_SEL       (ACPI_PCIHP_ADDR_ICH9 + 0x10)
-
-#define TPM_RC_SUCCESS          0x000
-#define TPM_RC_INITIALIZE       0x100
 
 static const uint8_t tpm2_self_test_full[] = {
     0x80, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x01, 0x43, 0x01,
@@ -1056,7 +1052,7 @@ static void vtpm_hp_command(QTestState *s, int i, uint8_t which)
         { tpm2_get_random_8, sizeof(tpm2_get_random_8) },
         { tpm2_self_test_full, sizeof(tpm2_self_test_full) },
     };
-    uint8_t rsp[TPM_HEADER_SIZE + 2 + 8] = { 0 };
+    uint8_t rsp[sizeof(struct tpm_resp_hdr) + 2 + 8] = { 0 };
     uint32_t rc, want, len;
     bool startup, idle;
 
