@@ -14,12 +14,14 @@ CONFIG_PCI_BRIDGE=y
 CONFIG_PCI_TESTDEV=y
 # e2e: an I/O BAR beside a pinned card, the NIC guests have
 CONFIG_E1000_PCI=y
-# QEMU 10.2's x86 ACPI code calls cxl_fmws_get_all_sorted(), which
-# hw/cxl/cxl-host-stubs.c lacks: qemu-system-x86_64 links only with CXL,
-# which needs the PCI expander bridge, CXL memory devices and PCIe ports
+# e2e pxb: a pinned root port behind a PCI expander bridge.  The PXB's
+# code holds pxb-cxl, which links only with CXL (and CXL needs its
+# memory devices).  The build without libtpms goes without all three,
+# and so links with patch 1's stub of cxl_fmws_get_all_sorted().
 CONFIG_PXB=y
 CONFIG_CXL=y
 CONFIG_CXL_MEM_DEVICE=y
+# PCIe root ports: the card behind one (vtpm-pci-test, the fuzz targets)
 CONFIG_PCIE_PORT=y
 # generic-fuzz-vtpm-pci-switch: the card behind a PCIe switch
 CONFIG_XIO3130=y
