@@ -39,12 +39,20 @@ mapfile -t patches < <(ls "$VTPM_TOP"/patches/*.patch)
 touch "$passed"
 
 echo "check-series: checking out the base"
-rm -rf "$work"
-mkdir -p "$src"
-git clone -q --bare --shared "$SERIES_GIT" "$work/repo.git"
+# The tree and its build are kept from one run to the next: a checkout
+# rewrites only the files that differ, so the first commit a run builds
+# is an incremental build too
+if [ ! -d "$work/repo.git" ]; then
+    rm -rf "$work"
+    mkdir -p "$src"
+    git clone -q --bare --shared "$SERIES_GIT" "$work/repo.git"
+    git --git-dir="$work/repo.git" config core.bare false
+fi
 export GIT_DIR=$work/repo.git GIT_WORK_TREE=$src
-git config core.bare false
-git checkout -q --detach base
+git fetch -q "$SERIES_GIT" "+refs/tags/base:refs/tags/base"
+git am --abort > /dev/null 2>&1 || true
+git checkout -q -f --detach base
+git clean -q -f -d
 
 n=0
 failed=0
