@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# The x86_64 device set vtpm-pci builds QEMU with (--without-default-devices
-# --with-devices-x86_64=vtpm-pci): the pc and q35 boards, the TPMs, and what
-# the tests and a serial-console guest need (pci-bridge: the card behind a
-# bridge).  Not part of the patch series.
+# The x86_64 device set of the builds that test the TPM devices alone
+# (--without-default-devices --with-devices-x86_64=vtpm-pci; env.sh's
+# QEMU_CONFIGURE_ARGS_SMALL: the fuzz and TSan builds, and each commit of
+# the series): the pc and q35 boards, the TPMs, and what the tests and a
+# serial-console guest need (pci-bridge: the card behind a bridge).  The
+# QEMU that "make run" starts has QEMU's default device set.  Not part of
+# the patch series.
 
 CONFIG_I440FX=y
 CONFIG_Q35=y

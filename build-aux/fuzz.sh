@@ -108,7 +108,7 @@ build_fuzzer() {
 
     install_debs "${PACKAGES[@]}"
     configure_qemu "$build" "$build.configure.log" \
-        "${QEMU_CONFIGURE_ARGS[@]}" \
+        "${QEMU_CONFIGURE_ARGS_SMALL[@]}" \
         --cc=clang-14 --cxx=clang++-14 --host-cc=clang-14 \
         --enable-fuzzing "$@"
     # QEMU's allowlist, made from scripts/oss-fuzz/instrumentation-filter-

@@ -18,6 +18,7 @@ PACKAGES=(
     libglib2.0-dev libfdt-dev zlib1g-dev flex bison
     libtpms-dev
     libseccomp-dev              # -sandbox on
+    libslirp-dev libpixman-1-dev    # -nic user, -vnc (make run)
     seabios ipxe-qemu qemu-system-data
     ovmf                        # UEFI, for the measured boot tests
     swtpm swtpm-tools

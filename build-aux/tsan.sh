@@ -83,7 +83,7 @@ build() {
     # atomics, which TSan sees; the reports glib's own locks cause are
     # in the suppressions.
     configure_qemu "$TSAN_BUILD" "$VTPM_CACHE/configure-tsan.log" \
-        "${QEMU_CONFIGURE_ARGS[@]}" \
+        "${QEMU_CONFIGURE_ARGS_SMALL[@]}" \
         --cc=clang-14 --cxx=clang++-14 --host-cc=clang-14 \
         --enable-tsan --with-coroutine=ucontext
     for t in "$@"; do

@@ -361,25 +361,29 @@ static void msi_world_init(MSIWorld *w, const MSICase *c)
         card_opts = g_strdup(c->no_poll ? ",poll-ns=0" : "");
     }
 
+    /*
+     * -nodefaults, as the fuzz targets have: no default NIC or VGA in
+     * the slots the bridges take
+     */
     switch (c->target) {
     case MSI_AT_ROOT_PORT_SBR:
     case MSI_AT_SLOT_POWER_OFF:
         /* Native PCIe hot-plug: the slot's power control unplugs */
-        w->qts = qtest_initf("-M q35 -m 64 -global ICH9-LPC."
+        w->qts = qtest_initf("-M q35 -nodefaults -m 64 -global ICH9-LPC."
                              "acpi-pci-hotplug-with-bridge-support=off "
                              "-device pcie-root-port,id=rp,chassis=1,"
                              "slot=1,addr=2.0 "
                              "-device vtpm-pci,id=card,bus=rp%s", card_opts);
         break;
     case MSI_AT_BRIDGE_SBR:
-        w->qts = qtest_initf("-M q35 -m 64 -device pci-bridge,id=br,"
-                             "chassis_nr=1,addr=2.0 "
+        w->qts = qtest_initf("-M q35 -nodefaults -m 64 "
+                             "-device pci-bridge,id=br,chassis_nr=1,addr=2.0 "
                              "-device vtpm-pci,id=card,bus=br,addr=4.0%s",
                              card_opts);
         break;
     default:
-        w->qts = qtest_initf("-M q35 -m 64 -device vtpm-pci,id=card,"
-                             "addr=4.0%s", card_opts);
+        w->qts = qtest_initf("-M q35 -nodefaults -m 64 "
+                             "-device vtpm-pci,id=card,addr=4.0%s", card_opts);
         break;
     }
     w->bus = qpci_new_pc(w->qts, NULL);

@@ -1277,7 +1277,11 @@ static void test_migrate_corrupt(void)
     QTestState *src;
     int i;
 
-    src = start_on(src_path, "");
+    /*
+     * -nodefaults, as the destinations below have, so that only the TPM's
+     * section can be refused
+     */
+    src = start_on(src_path, "-nodefaults");
     g_assert_cmphex(tpm_startup(src, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     tpm_util_migrate(src, uri);
     mig_wait_status(src, "completed");
