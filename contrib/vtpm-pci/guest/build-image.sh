@@ -163,7 +163,9 @@ for label in "${want[@]}"; do
     fi
 
     rm -rf "$work/mod" && mkdir -p "$work/mod/lib/modules"
+    mkdir "$work/mod/lib/modules/vm"
     cp "$image/tpm_vtpm_pci.ko" "$work/mod/lib/modules/"
+    cp "$kdir/modules/"* "$work/mod/lib/modules/vm/"
     { cat "$work/base.cpio"; cpio_of "$work/mod"; } > "$image/initrd.cpio.new"
     mv "$image/initrd.cpio.new" "$image/initrd.cpio"
     cp "$kdir/bzImage" "$image/bzImage.new"

@@ -17,7 +17,9 @@
 # Linux put other devices; bios and uefi: measured boot by SeaBIOS and by
 # OVMF into tpm-crb's in-process TPM (-tpmdev libtpms, no card); ppi: a
 # TPM clear through the physical presence interface, carried out by
-# OVMF.  By default, the newest line runs all eleven, the others msi and
+# OVMF; vm: the card in a VM as users run one, beside a VGA, a virtio disk
+# and a user-mode virtio NIC.  By default, the newest line runs all
+# twelve, the others msi and
 # intx: the driver's paths that depend on the kernel (the TPM core's
 # contract, the send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are
 # on every line, and what depends on QEMU alone is tested once.
@@ -35,7 +37,7 @@ images=$VTPM_CACHE/guest/image
 logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi)
+CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi vm)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -278,6 +280,18 @@ for run in "${runs[@]}"; do
     case $config in
     msi)
         boot msi "vtpm.irq=msi vtpm.tools=1" -device vtpm-pci
+        ;;
+    vm)
+        # The README's own VM beside the card: its disk starts with a
+        # token, which slirp's guestfwd also answers
+        token=vtpm-e2e-$RANDOM$RANDOM
+        disk=$(mktemp "${TMPDIR:-/tmp}/vtpm-e2e-disk.XXXXXX")
+        printf '%s' "$token" > "$disk" && truncate -s 1M "$disk"
+        boot vm "vtpm.irq=msi vtpm.vm=$token" \
+            -device VGA -drive "file=$disk,format=raw,if=virtio" \
+            -nic "user,model=virtio-net-pci,guestfwd=tcp:10.0.2.100:80-cmd:printf $token" \
+            -device vtpm-pci
+        rm -f "$disk"
         ;;
     intx)
         boot intx "vtpm.irq=intx pci=nomsi" -device vtpm-pci

@@ -228,6 +228,56 @@ headers_packages() {
     done
 }
 
+# The modules of a VM as users run one, beside the card (e2e.sh's "vm"):
+# virtio-pci (built in since 6.12), a virtio disk and a virtio NIC, each
+# with the modules it depends on
+GUEST_MODULES=(virtio_pci virtio_blk virtio_net)
+
+# guest_modules LABEL DEB DIR: GUEST_MODULES from the kernel package DEB
+# into DIR, with DIR/order, their names in an order they load in
+guest_modules() {
+    local label=$1 deb=$2 dir=$3 list m
+
+    rm -rf "$dir" && mkdir -p "$dir" || die "cannot make $dir"
+    list=$(dpkg-deb --fsys-tarfile "$deb" | tar -t) ||
+        die "$label: cannot list $deb"
+    for m in "${GUEST_MODULES[@]}"; do
+        if [ "$m" = virtio_pci ] && ! module_path "$m" > /dev/null; then
+            continue
+        fi
+        guest_module "$m"
+    done
+}
+
+# module_path M: where module M is in $list (guest_modules')
+module_path() {
+    grep -E "/kernel/.*/${1//_/[-_]}\.ko(\.xz|\.zst)?\$" <<< "$list"
+}
+
+# guest_module M: module M for guest_modules, uncompressed (busybox's
+# insmod reads plain .ko files), after the modules it depends on (its
+# .modinfo's "depends", as modinfo reads it)
+guest_module() {
+    local m=$1 path d
+
+    [ -f "$dir/$m.ko" ] && return 0
+    [ ! -f "$dir/$m.ko.new" ] || die "$label: $m depends on itself"
+    path=$(module_path "$m") || die "$label: no $m module in $deb"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -O "$path" |
+        case $path in
+        *.xz) xz -dc ;;
+        *.zst) zstd -dc ;;
+        *) cat ;;
+        esac > "$dir/$m.ko.new" || die "$label: cannot unpack $path"
+    for d in $(objcopy -O binary --only-section=.modinfo "$dir/$m.ko.new" \
+                   /dev/stdout | tr '\0' '\n' | sed -n 's/^depends=//p' |
+               tr , ' '); do
+        guest_module "$d"
+    done
+    mv "$dir/$m.ko.new" "$dir/$m.ko" && echo "$m" >> "$dir/order" ||
+        die "cannot write $dir"
+}
+
 # prepare_line LABEL ABI VERSION BUILDER: its kernel image, its config,
 # and the headers to build the module against.  Returns 1 when a package
 # cannot be downloaded (lists older than the archive), dies on any other
@@ -235,8 +285,10 @@ headers_packages() {
 # says what failed itself.
 prepare_line() {
     local label=$1 abi=$2 ver=$3 builder=$4
-    local dir=$top/$abi apt=host_apt img img_ver path stamp pkgs=() dl
-    stamp="$ver $builder"
+    local dir=$top/$abi apt=host_apt img mods img_ver path stamp pkgs=() dl
+    # (the last word: what a line's directory holds; 2 since the guest's
+    # virtio modules are in it)
+    stamp="$ver $builder 2"
     [ "$(cat "$dir/stamp" 2>/dev/null)" != "$stamp" ] || return 0
     [ "$builder" = tree ] && apt=tree_apt
 
@@ -244,18 +296,25 @@ prepare_line() {
     rm -rf "$dir" && mkdir -p "$dir/debs" || die "cannot make $dir"
     dl=$dir/debs
 
-    # The kernel: linux-binary-ABI since 7.x split it out of
-    # linux-image-ABI, which only depends on it now
+    # The kernel and its modules: linux-binary-ABI and linux-modules-ABI
+    # since 7.x split them out of linux-image-ABI, which only depends on
+    # them now
     img=linux-binary-$abi
+    mods=linux-modules-$abi
     path=./usr/lib/modules/$abi/vmlinuz
     img_ver=$(version_of "$apt" "$img")
     if [ -z "$img_ver" ]; then
         img=linux-image-$abi
+        mods=$img
         path=./boot/vmlinuz-$abi
         img_ver=$(version_of "$apt" "$img")
     fi
     download "$apt" "$dl" "$img=$img_ver" ||
         { log "$label: cannot download $img $img_ver"; return 1; }
+    if [ "$mods" != "$img" ]; then
+        download "$apt" "$dl" "$mods=$img_ver" ||
+            { log "$label: cannot download $mods $img_ver"; return 1; }
+    fi
 
     if [ "$builder" = host ]; then
         mapfile -t pkgs < <(headers_packages "$abi" "$ver")
@@ -290,6 +349,7 @@ prepare_line() {
     dpkg-deb --fsys-tarfile "$dl/${img}_"*.deb |
         tar -x -O "$path" > "$dir/bzImage.new" ||
         die "$label: no $path in $img"
+    guest_modules "$label" "$dl/${mods}_"*.deb "$dir/modules"
     mv "$dir/bzImage.new" "$dir/bzImage" && rm -rf "$dl" &&
         echo "$stamp" > "$dir/stamp" || die "cannot write $dir"
 }
