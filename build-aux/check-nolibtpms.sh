@@ -4,9 +4,7 @@
 # vtpm-pci in a QEMU configured without libtpms ($QEMU_BUILD_NOLIBTPMS):
 # it builds and links no libtpms, the card is there and works with
 # -tpmdev emulator (swtpm), and "-device vtpm-pci" without tpmdev is
-# refused with an error that names libtpms.  It also goes without the
-# PXB and CXL (series.sh), so that it proves the series' stub for x86
-# without CXL links.  Prints "ok - NAME" and
+# refused with an error that names libtpms.  Prints "ok - NAME" and
 # "not ok - NAME" lines, one per check and one per qtest program, for
 # check.sh.
 

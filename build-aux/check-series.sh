@@ -9,11 +9,13 @@
 # never land on a commit that does not build); slow (an hour or more),
 # so not part of "make check".
 #
-# A commit passes for its tree and the list of qtests (tests.sh): both
-# are kept in $VTPM_CACHE/series-check.passed, and a commit whose tree
-# passed the same list before is not built or tested again.  So a run after an edit to patch N checks
-# patches N and on, and a run cut short (CHECK_SERIES_MINUTES=M stops
-# starting commits after M minutes) goes on where it stopped.
+# A commit passes for its tree and the build's setup: the list of qtests
+# (tests.sh), the configure arguments and the device list (env.sh).
+# Passes are kept in $VTPM_CACHE/series-check.passed, and a commit whose
+# tree passed with the same setup before is not built or tested again.
+# So a run after an edit to patch N checks patches N and on, and a run
+# cut short (CHECK_SERIES_MINUTES=M stops starting commits after M
+# minutes) goes on where it stopped.
 #
 # The tree and its build live in $VTPM_CACHE/series-check, laid out like
 # series.sh verify's (qemu/, build/) and configured with the same
@@ -33,7 +35,9 @@ export CCACHE_BASEDIR=$VTPM_CACHE
 export CCACHE_NOHASHDIR=1
 ident=(-c user.name=vtpm-pci -c user.email=vtpm-pci@localhost)
 budget=${CHECK_SERIES_MINUTES:-0}
-qtests=$(printf '%s\n' "${QTESTS[@]}" | sha1sum | cut -c1-12)
+setup=$( { printf '%s\n' "${QTESTS[@]}" "${QEMU_CONFIGURE_ARGS_SMALL[@]}"
+          cat "$VTPM_TOP/build-aux/devices-x86_64.mak"; } |
+        sha1sum | cut -c1-12)
 
 mapfile -t patches < <(ls "$VTPM_TOP"/patches/*.patch)
 touch "$passed"
@@ -62,7 +66,7 @@ for patch in "${patches[@]}"; do
     name=${patch##*/}
     git "${ident[@]}" am -q "$patch"
     tree=$(git rev-parse 'HEAD^{tree}')
-    if grep -qx "$tree $qtests" "$passed"; then
+    if grep -qx "$tree $setup" "$passed"; then
         echo "ok $n - $name (passed before: tree ${tree:0:12})"
         continue
     fi
@@ -96,7 +100,7 @@ for patch in "${patches[@]}"; do
     if ninja -C "$build" "${targets[@]}" > "$log" 2>&1 &&
        ! grep -q 'warning:' "$log" &&
        meson test -C "$build" --no-rebuild "${tests[@]}" >> "$log" 2>&1; then
-        echo "$tree $qtests" >> "$passed"
+        echo "$tree $setup" >> "$passed"
         echo "ok $n - $name builds; ${#tests[@]} qtest programs pass" \
              "($((SECONDS - start)) s)"
     else

@@ -60,9 +60,8 @@ TREE_DIRS=(backends docs hw include qapi tests)
 OWN_DIRS='^docs/(bench|fuzz)/'
 
 # Laid into the tree for the build, never part of the series: the
-# device list, and the same without libtpms' backend, the PXB and CXL
-# (the build without libtpms, check-nolibtpms.sh; without CXL it links
-# only with patch 1, which it so tests)
+# device list, and the same without libtpms' backend (the build without
+# libtpms, check-nolibtpms.sh)
 DEVICES=configs/devices/x86_64-softmmu/vtpm-pci.mak
 DEVICES_NOLIBTPMS=configs/devices/x86_64-softmmu/vtpm-pci-nolibtpms.mak
 BUILD_FILES=("$DEVICES" "$DEVICES_NOLIBTPMS")
@@ -237,7 +236,7 @@ cmd_sync() {
     done
     replace_if_changed "$QEMU_SRC/$DEVICES" \
         < "$VTPM_TOP/build-aux/devices-x86_64.mak"
-    grep -Ev '^CONFIG_(TPM_LIBTPMS|PXB|CXL|CXL_MEM_DEVICE)=' \
+    grep -v '^CONFIG_TPM_LIBTPMS=' \
         "$VTPM_TOP/build-aux/devices-x86_64.mak" |
         replace_if_changed "$QEMU_SRC/$DEVICES_NOLIBTPMS"
 }
