@@ -89,12 +89,14 @@ const uint8_t tpm12_create_ek[] = {
 const size_t tpm12_create_ek_size = sizeof(tpm12_create_ek);
 
 /*
- * tpm2_create_primary_rsa2048, for a 3072-bit key with @salt as its
+ * tpm2_create_primary_rsa2048, for a key of @bits with @salt as its
  * unique field: libtpms derives a primary key from the hierarchy's seed
- * and the template, and how long the key takes varies with the key (50
- * to 350 ms here).  Returns the command's length.
+ * and the template, so each salt gives another key, and how long the key
+ * takes varies with the key (3072 bits: 50 to 350 ms here).  Returns the
+ * command's length, at most TPM_CMD_CREATE_PRIMARY_SALTED_SIZE.
  */
-static size_t tpm_cmd_create_primary_salted(uint8_t *cmd, uint32_t salt)
+size_t tpm_cmd_create_primary_salted(uint8_t *cmd, uint32_t salt,
+                                     uint16_t bits)
 {
     /* Offsets of inPublic's size, keyBits and unique's size */
     const size_t in_public = 33, key_bits = 53;
@@ -109,8 +111,20 @@ static size_t tpm_cmd_create_primary_salted(uint8_t *cmd, uint32_t salt)
            tpm2_create_primary_rsa2048 + unique + 2, 6);
     stl_be_p(cmd + 2, len);
     stw_be_p(cmd + in_public, lduw_be_p(cmd + in_public) + sizeof(salt));
-    stw_be_p(cmd + key_bits, 3072);
+    stw_be_p(cmd + key_bits, bits);
     return len;
+}
+
+void tpm_cmd_flush(QTestState *s, tx_func *tx, uint32_t handle)
+{
+    /* TPM2_FlushContext */
+    uint8_t cmd[14] = { 0x80, 0x01, 0x00, 0x00, 0x00, 0x0e,
+                        0x00, 0x00, 0x01, 0x65 };
+    uint8_t rsp[TPM_RSP_HDR_SIZE];
+
+    stl_be_p(cmd + 10, handle);
+    tpm_cmd_transfer(s, tx, cmd, sizeof(cmd), rsp, sizeof(rsp),
+                     TPM2_ST_NO_SESSIONS, TPM_RC_SUCCESS);
 }
 
 static int tpm_cmd_cmp_us(const void *a, const void *b)
@@ -153,9 +167,6 @@ gint64 tpm_cmd_shortest_us(const gint64 *us, size_t n)
  */
 void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
 {
-    /* TPM2_FlushContext */
-    uint8_t flush[14] = { 0x80, 0x01, 0x00, 0x00, 0x00, 0x0e,
-                          0x00, 0x00, 0x01, 0x65 };
     g_autofree bool *within = g_new0(bool, nw->n_accesses);
     g_autoptr(GArray) times = g_array_new(false, false, sizeof(gint64));
     uint8_t cmd[128], rsp[1024];
@@ -167,7 +178,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
 
     for (salt = 0; salt < 16 && (ran < 2 * TPM_CMD_ACCESS_MAX_US ||
                                  made < TPM_CMD_ACCESS_SAMPLES); salt++) {
-        size_t len = tpm_cmd_create_primary_salted(cmd, salt);
+        size_t len = tpm_cmd_create_primary_salted(cmd, salt, 3072);
         gint64 start = g_get_monotonic_time();
         bool executing;
 
@@ -198,9 +209,7 @@ void tpm_cmd_test_no_wait(QTestState *s, const TPMCmdNoWait *nw)
         }
 
         /* Make room for the next key: each gets the first handle */
-        stl_be_p(flush + 10, TPM2_TRANSIENT_FIRST);
-        tpm_cmd_transfer(s, nw->tx, flush, sizeof(flush), rsp, sizeof(rsp),
-                         TPM2_ST_NO_SESSIONS, TPM_RC_SUCCESS);
+        tpm_cmd_flush(s, nw->tx, TPM2_TRANSIENT_FIRST);
         g_test_message("key %u: %" PRId64 " us; %u accesses so far, the "
                        "longest %" PRId64 " us (%s)", salt, ran, made,
                        longest, longest_name ?: "none");

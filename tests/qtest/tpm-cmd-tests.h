@@ -61,6 +61,12 @@ extern const uint8_t tpm2_startup_clear[TPM_STARTUP_SIZE];
 /* TPM2_CreatePrimary of an RSA-2048 storage key: a command that is slow */
 extern const uint8_t tpm2_create_primary_rsa2048[];
 extern const size_t tpm2_create_primary_rsa2048_size;
+/* The same for a key of @bits, another for each @salt, into @cmd */
+#define TPM_CMD_CREATE_PRIMARY_SALTED_SIZE 0x47
+size_t tpm_cmd_create_primary_salted(uint8_t *cmd, uint32_t salt,
+                                     uint16_t bits);
+/* TPM2_FlushContext of @handle, which must succeed */
+void tpm_cmd_flush(QTestState *s, tx_func *tx, uint32_t handle);
 /* TPM_CreateEndorsementKeyPair: on a new TPM 1.2, a key it cannot cancel */
 extern const uint8_t tpm12_create_ek[];
 extern const size_t tpm12_create_ek_size;

@@ -299,7 +299,8 @@ static void test_no_wait(const void *data)
  * the TPM cancels the command (a TPM 2.0) or finishes it (a TPM 1.2
  * cannot cancel it) on its own and drops the response, and the TPM is
  * new afterwards.  Returns how long the reset took, the BQL held all
- * along.
+ * along, or -1 where the key was made before the test looked (the host's
+ * scheduler held it back): that round shows nothing.
  */
 static gint64 reset_executing(const TPMInterface *iface, bool tpm12)
 {
@@ -318,7 +319,11 @@ static gint64 reset_executing(const TPMInterface *iface, bool tpm12)
         nw->start(s, tpm2_create_primary_rsa2048,
                   tpm2_create_primary_rsa2048_size);
     }
-    g_assert_true(nw->executing(s));
+    if (!nw->executing(s)) {
+        g_test_message("the key was made before the test looked");
+        qtest_quit(s);
+        return -1;
+    }
     t = g_get_monotonic_time();
     qtest_system_reset(s);
     t = g_get_monotonic_time() - t;
@@ -345,10 +350,12 @@ static gint64 reset_executing(const TPMInterface *iface, bool tpm12)
 static void reset_executing_rounds(const TPMInterface *iface, bool tpm12)
 {
     gint64 us[TPM_CMD_RESET_ROUNDS];
-    size_t i;
+    size_t i, rounds;
 
-    for (i = 0; i < ARRAY_SIZE(us); i++) {
+    for (i = 0, rounds = 0; i < ARRAY_SIZE(us); rounds++) {
+        g_assert_cmpuint(rounds, <, 2 * ARRAY_SIZE(us));
         us[i] = reset_executing(iface, tpm12);
+        i += us[i] >= 0;
     }
     g_assert_cmpint(tpm_cmd_shortest_us(us, ARRAY_SIZE(us)), <=,
                     TPM_CMD_RESET_MAX_US);
