@@ -7,6 +7,11 @@
 # refused with an error that names libtpms.  Prints "ok - NAME" and
 # "not ok - NAME" lines, one per check and one per qtest program, for
 # check.sh.
+#
+#   check-nolibtpms.sh          build, then check
+#   check-nolibtpms.sh build    build only (check.sh starts it beside
+#                               other stages: a second build waits for the
+#                               first, then finds everything up to date)
 
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
@@ -23,13 +28,28 @@ result() {          # result NAME STATUS
     fi
 }
 
-targets=(qemu-system-x86_64)
-for t in "${QTESTS_NOLIBTPMS[@]}"; do
-    targets+=("tests/qtest/$t")
-done
-configure_qemu "$build" "$VTPM_CACHE/configure-nolibtpms.log" \
-    "${QEMU_CONFIGURE_ARGS_NOLIBTPMS[@]}" --enable-seccomp &&
-    ninja -C "$build" "${targets[@]}" > "$build.log" 2>&1
+build_all() {
+    local t targets=(qemu-system-x86_64) lock status
+
+    for t in "${QTESTS_NOLIBTPMS[@]}"; do
+        targets+=("tests/qtest/$t")
+    done
+    mkdir -p "$(dirname "$build")"
+    exec {lock}> "$build.lock"
+    flock "$lock"
+    configure_qemu "$build" "$VTPM_CACHE/configure-nolibtpms.log" \
+        "${QEMU_CONFIGURE_ARGS_NOLIBTPMS[@]}" --enable-seccomp &&
+        ninja -C "$build" "${targets[@]}" > "$build.log" 2>&1
+    status=$?
+    exec {lock}>&-
+    return $status
+}
+
+if [ "${1:-}" = build ]; then
+    build_all
+    exit
+fi
+build_all
 status=$?
 result "QEMU and its qtests build without libtpms" $status
 if [ $status -ne 0 ]; then

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# The test suite: QEMU's qtests for the card (through QEMU's meson test
-# harness), then checks of the command line, the run command and the
-# exported patch series, the end-to-end tests in a Linux guest, and the
-# benchmark's quick run.  Ends with "N passed, N failed".
+# The test suite: checks of the exported patch series; QEMU's qtests for
+# the card (through QEMU's meson test harness), checks of the command line
+# and the run command; the end-to-end tests in Linux guests and "make run"
+# on a terminal; the card in a QEMU without libtpms; the qtests under TSan
+# and under ASan and UBSan, and the fuzz smoke; the benchmark's quick run.
+# The builds of the last three stages go on in the background meanwhile.
+# Ends with "N passed, N failed".
 
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
@@ -37,6 +40,57 @@ results() {
         esac
     done
 }
+
+# --- the build, with the guest kernels fetched beside it ---------------------
+# The guest kernels, their headers and the trixie tree the newest's module
+# is built in (guest/kernels.sh prepare) are mostly downloads and unpacking,
+# minutes from an empty cache: they are fetched while QEMU builds.  The
+# sanitizer builds' clang is installed first, so that apt runs alone.
+install_debs clang-14 libclang-rt-14-dev
+kernels=$VTPM_TOP/contrib/vtpm-pci/guest/kernels.sh
+kernels_log=$VTPM_CACHE/kernels-prepare.log
+"$kernels" prepare > "$kernels_log" 2>&1 < /dev/null &
+prepare=$!
+# (an interrupted run stops it, and the builds below)
+trap 'kill $prepare 2> /dev/null' EXIT
+if ! "$(dirname "$0")/build.sh"; then
+    echo "check: the build failed"
+    exit 1
+fi
+
+# --- the patch series ---------------------------------------------------------
+echo "== patch series"
+"$(dirname "$0")/series.sh" check
+result "series: patches/ applies with git am and ends with the checkout" $?
+
+cp_out=$(cd "$VTPM_CACHE/qemu-pristine" &&
+         perl scripts/checkpatch.pl --no-color "$VTPM_TOP"/patches/*.patch 2>&1)
+cp_status=$?
+echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
+result "checkpatch: no errors in patches/" $cp_status
+
+# --- the other builds, in the background -------------------------------------
+# The builds without libtpms, with TSan and with ASan and UBSan (the
+# fuzzer's) go on from here in the background, in the order the stages
+# below take them, at idle priority (SCHED_IDLE): they get the CPU that the
+# stages on the main build leave (a guest under TCG keeps one core of two
+# busy, a qtest waits on QEMU), never the tests' share of it.  A stage
+# that gets to its build first waits for it (each build holds a lock) and
+# finds it up to date; a build that failed fails again in its stage, which
+# reports it.
+idle=(nice -n 19)
+chrt --idle 0 true 2> /dev/null && idle=(chrt --idle 0)
+builds_log=$VTPM_CACHE/check-builds.log
+# shellcheck disable=SC2016
+setsid "${idle[@]}" bash -c 'for s; do
+        t=$SECONDS
+        "$s" build || echo "build: $s failed"
+        echo "build: $s: $((SECONDS - t)) s"
+    done' _ "$VTPM_TOP/build-aux/check-nolibtpms.sh" \
+    "$VTPM_TOP/build-aux/tsan.sh" "$VTPM_TOP/build-aux/fuzz.sh" \
+    > "$builds_log" 2>&1 < /dev/null &
+builds=$!
+trap 'kill $prepare 2> /dev/null; kill -- -$builds 2> /dev/null' EXIT
 
 # --- qtests, through meson -------------------------------------------------
 echo "== qtests: ${QTESTS[*]}"
@@ -91,12 +145,6 @@ done
 {"execute": "quit"}' 2>&1 | grep -q '"return": {}'
 result "-sandbox on, everything denied: QEMU starts with the card" $?
 
-# --- the card in a QEMU built without libtpms --------------------------------
-echo "== without libtpms"
-nolib_start=$SECONDS
-"$(dirname "$0")/check-nolibtpms.sh" | results
-echo "without libtpms: $((SECONDS - nolib_start)) s"
-
 # --- the README's run command, fed monitor commands --------------------------
 echo "== run"
 out=$(printf 'info pci\ninfo qtree\ninfo tpm\nquit\n' |
@@ -108,41 +156,14 @@ grep -q 'PCI device 1b36:0015' <<< "$out" &&
     [ $status -eq 0 ]
 result "run: QEMU starts with the card and quits on request" $?
 
-# --- the patch series ---------------------------------------------------------
-echo "== patch series"
-"$(dirname "$0")/series.sh" check
-result "series: patches/ applies with git am and ends with the checkout" $?
-
-cp_out=$(cd "$VTPM_CACHE/qemu-pristine" &&
-         perl scripts/checkpatch.pl --no-color "$VTPM_TOP"/patches/*.patch 2>&1)
-cp_status=$?
-echo "$cp_out" | grep -E '^(ERROR|WARNING|total:)|has no obvious' || true
-result "checkpatch: no errors in patches/" $cp_status
-
-# --- sanitizers: the qtests under ASan, UBSan and TSan; the fuzz smoke ------
-# build-aux/fuzz.sh and tsan.sh build QEMU with clang-14 in builds of their
-# own; any sanitizer report fails a test
-echo "== sanitizers: qtests under ASan and UBSan, fuzz smoke, TSan"
-san_start=$SECONDS
-fuzz=$VTPM_TOP/build-aux/fuzz.sh
-"$fuzz" qtests
-result "asan, ubsan: the qtests of tests.sh, with no sanitizer report" $?
-for target in $("$fuzz" list); do
-    "$fuzz" smoke "$target"
-    result "fuzz smoke: $target replays its corpus and fuzzes, seed 1" $?
-done
-"$VTPM_TOP/build-aux/tsan.sh"
-result "tsan: the qtests that hand commands between threads, no report" $?
-echo "sanitizer stage: $((SECONDS - san_start)) s"
-
 # --- end to end: Linux guests with the driver (contrib/vtpm-pci) ----------
 # One guest kernel of each line Debian serves (guest/kernels.sh): every
 # configuration on the newest, msi and intx on the others (guest/e2e.sh)
 echo "== e2e: Linux guests, one per kernel line"
 e2e_start=$SECONDS
-kernels=$VTPM_TOP/contrib/vtpm-pci/guest/kernels.sh
-"$kernels" prepare
+wait $prepare
 status=$?
+cat "$kernels_log"
 result "e2e: each kernel line's kernel and headers are in the cache" $status
 # Resolved once for this run: e2e.sh and bench.py need not again
 [ $status -ne 0 ] || export VTPM_KERNELS_PREPARED=1
@@ -166,6 +187,46 @@ if [ $failed -ne $before ]; then
     echo "# the end of $VTPM_CACHE/run-test.log:"
     tr -d '\r' < "$VTPM_CACHE/run-test.log" | tail -n 40 | sed 's/^/#   /'
 fi
+
+# --- the card in a QEMU built without libtpms --------------------------------
+echo "== without libtpms"
+nolib_start=$SECONDS
+"$(dirname "$0")/check-nolibtpms.sh" | results
+echo "without libtpms: $((SECONDS - nolib_start)) s"
+
+# --- sanitizers: TSan, then the qtests under ASan and UBSan, the fuzz smoke -
+# build-aux/tsan.sh and fuzz.sh build QEMU with clang-14 in builds of their
+# own; any sanitizer report fails a test
+echo "== sanitizers: TSan, qtests under ASan and UBSan, fuzz smoke"
+san_start=$SECONDS
+"$VTPM_TOP/build-aux/tsan.sh"
+result "tsan: the qtests that hand commands between threads, no report" $?
+fuzz=$VTPM_TOP/build-aux/fuzz.sh
+"$fuzz" qtests
+result "asan, ubsan: the qtests of tests.sh, with no sanitizer report" $?
+# The background builds are over (each stage above waited for its own):
+# the fuzz smoke and the benchmark run alone
+wait $builds 2> /dev/null
+grep '^build: ' "$builds_log"
+# One target a core at a time (a fuzzer is one process, whose TPM thread
+# works while it waits): each one's output is kept and printed in order
+smoke=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-smoke.XXXXXX")
+mapfile -t targets < <("$fuzz" list)
+for target in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do
+        wait -n
+    done
+    ("$fuzz" smoke "$target" > "$smoke/$target.log" 2>&1
+     echo $? > "$smoke/$target.status") &
+done
+wait
+for target in "${targets[@]}"; do
+    cat "$smoke/$target.log"
+    result "fuzz smoke: $target replays its corpus and fuzzes, seed 1" \
+        "$(cat "$smoke/$target.status" 2>/dev/null || echo 1)"
+done
+rm -rf "$smoke"
+echo "sanitizer stage: $((SECONDS - san_start)) s"
 
 # --- the benchmark, quick: passes while every configuration runs ------------
 # Its table goes into the log; its numbers are never judged here.

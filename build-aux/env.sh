@@ -63,10 +63,13 @@ QEMU_CONFIGURE_ARGS_SMALL=(
 # The small QEMU without libtpms (build-aux/check-nolibtpms.sh): the card
 # must build, work with -tpmdev emulator and passthrough, and refuse
 # "-device vtpm-pci" without tpmdev.  Its device list is the one above
-# less the libtpms backend (series.sh lays it into the tree).
+# less the libtpms backend (series.sh lays it into the tree).  Debug
+# information at gcc's level 1 (functions and line numbers, for a
+# backtrace): that build only passes or fails, and compiles 11% faster.
 QEMU_BUILD_NOLIBTPMS=$VTPM_CACHE/build-nolibtpms
 QEMU_CONFIGURE_ARGS_NOLIBTPMS=("${QEMU_CONFIGURE_ARGS_SMALL[@]/#--enable-libtpms/--disable-libtpms}")
-QEMU_CONFIGURE_ARGS_NOLIBTPMS=("${QEMU_CONFIGURE_ARGS_NOLIBTPMS[@]/#--with-devices-x86_64=vtpm-pci/--with-devices-x86_64=vtpm-pci-nolibtpms}")
+QEMU_CONFIGURE_ARGS_NOLIBTPMS=("${QEMU_CONFIGURE_ARGS_NOLIBTPMS[@]/#--with-devices-x86_64=vtpm-pci/--with-devices-x86_64=vtpm-pci-nolibtpms}"
+                               --disable-debug-info --extra-cflags=-g1)
 
 # Firmware that Debian strips from QEMU's tarball, from Debian's packages
 FIRMWARE_DIRS=(/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu)

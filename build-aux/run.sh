@@ -31,6 +31,7 @@ case $GUEST in
 none)
     what="QEMU" ;;
 linux)
+    "$guest/kernels.sh" prepare
     line=$("$guest/kernels.sh" lines | tail -n 1 | cut -d' ' -f1)
     "$guest/build-image.sh" "$line"
     image=$VTPM_CACHE/guest/image/$line

@@ -82,12 +82,14 @@ if [ "$(cat "$list" 2>/dev/null)" != "$want" ]; then
     need_update=1
 fi
 
-# The guest kernels contrib/vtpm-pci is tested on, one of each line of
-# Linux Debian serves this host (bookworm's 6.1, bookworm-backports' 6.12,
-# trixie-backports' 7.x), with their headers and the trixie tree the
-# newest's module is built in: guest/kernels.sh installs debootstrap and
-# pahole from bookworm, and keeps the rest in $VTPM_CACHE; nothing from
-# another release is installed here
+# What the guest kernels contrib/vtpm-pci is tested on need on the host:
+# debootstrap and pahole from bookworm.  The kernels themselves, one of
+# each line of Linux Debian serves this host (bookworm's 6.1,
+# bookworm-backports' 6.12, trixie-backports' 7.x), their headers and the
+# trixie tree the newest's module is built in are fetched into
+# $VTPM_CACHE where they are first needed (guest/kernels.sh prepare:
+# "make run" before it boots, "make check" while QEMU builds); nothing
+# from another release is installed here
 "$(dirname "$0")/../contrib/vtpm-pci/guest/kernels.sh" setup
 
 missing=()

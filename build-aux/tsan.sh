@@ -63,10 +63,15 @@ PACKAGES=(clang-14 libclang-rt-14-dev)
 
 log() { printf 'tsan: %s\n' "$*" >&2; }
 
-# build NAME...: configure, then build QEMU and these qtests
+# build NAME...: configure, then build QEMU and these qtests.  A second
+# build at once (check.sh's in the background, and its stage) waits for
+# the first, then finds everything up to date.
 build() {
-    local t targets=(qemu-system-x86_64)
+    local t targets=(qemu-system-x86_64) lock
 
+    mkdir -p "$(dirname "$TSAN_BUILD")"
+    exec {lock}> "$TSAN_BUILD.lock"
+    flock "$lock"
     install_debs "${PACKAGES[@]}"
     "$VTPM_TOP/build-aux/series.sh" sync
     # --enable-tsan with clang-14, as QEMU's docs/devel/testing/main.rst
@@ -91,6 +96,7 @@ build() {
     done
     ninja -C "$TSAN_BUILD" "${targets[@]}"
     link_firmware "$TSAN_BUILD"
+    exec {lock}>&-
 }
 
 # qtests NAME...: run them; non-zero on a failure or any TSan report

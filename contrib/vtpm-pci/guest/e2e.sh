@@ -25,7 +25,9 @@
 # on every line, and what depends on QEMU alone is tested once.
 #
 # Each boot has a time limit; QEMU's exit status, set by the guest through
-# isa-debug-exit, says whether the guest saw every check pass.
+# isa-debug-exit, says whether the guest saw every check pass.  The runs
+# go VTPM_E2E_JOBS at a time (default: one a core); their reports come
+# out in the order above all the same.
 
 set -uo pipefail
 
@@ -275,8 +277,10 @@ for line in "${lines[@]}"; do
     esac
 done
 
-for run in "${runs[@]}"; do
-    read -r line config <<< "$run"
+# run LINE CONFIG: the boots of one configuration on one line
+run() {
+    line=$1
+    config=$2
     case $config in
     msi)
         boot msi "vtpm.irq=msi vtpm.tools=1" -device vtpm-pci
@@ -364,5 +368,30 @@ for run in "${runs[@]}"; do
         run_ppi
         ;;
     esac
+}
+
+# The runs, VTPM_E2E_JOBS at a time (default: one a core, as a guest with
+# one vCPU under TCG keeps one core busy).  Each run reports into a file
+# of its own, printed once the run is over, in the order of the runs.
+jobs_max=${VTPM_E2E_JOBS:-$(nproc)}
+reports=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-reports.XXXXXX")
+next=0
+flush() {
+    while [ $next -lt ${#runs[@]} ] && [ -f "$reports/$next" ]; do
+        cat "$reports/$next"
+        next=$((next + 1))
+    done
+}
+for i in "${!runs[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+        wait -n
+        flush
+    done
+    # shellcheck disable=SC2086
+    (run ${runs[$i]} > "$reports/$i.part" 2>&1
+     mv "$reports/$i.part" "$reports/$i") &
 done
+wait
+flush
+rm -rf "$reports"
 echo "# e2e: $((SECONDS - t0)) s"

@@ -16,8 +16,7 @@
 # from the ABIs.
 #
 #   kernels.sh setup        install what the host needs (debootstrap, and
-#                           pahole for BTF), then prepare; for
-#                           build-aux/setup-host.sh
+#                           pahole for BTF); for build-aux/setup-host.sh
 #   kernels.sh prepare      fetch and unpack what every line needs, into
 #                           $VTPM_CACHE/kernels (root: it builds a trixie
 #                           tree); prints nothing when all is there, and
@@ -491,7 +490,6 @@ setup() {
             die "cannot install ${missing[*]}"
         }
     fi
-    prepare
 }
 
 case ${1:-} in
