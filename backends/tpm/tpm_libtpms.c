@@ -7,9 +7,12 @@
  * backend links it into QEMU, so that a TPM needs no external process.
  * Commands run in a thread of the TPM backend's (tpm_backend.c), never
  * in a vCPU thread or under the BQL.  The TPM's non-volatile state lives
- * in a file (path=), written atomically and locked (tpm_nvfile.c), or in
- * memory only.  The permanent and volatile state travel in the migration
- * stream and in snapshots.
+ * in a file (path=) or in swtpm's directory (dir=), written atomically
+ * and locked (tpm_nvfile.c), or in memory only.  The file is swtpm's
+ * linear file or QEMU's own (format=); swtpm opens the first and the
+ * directory, so that a TPM moves between swtpm and QEMU as it is.  The
+ * permanent and volatile state travel in the migration stream and in
+ * snapshots.
  *
  * libtpms keeps the TPM's state in global variables and calls back
  * into us through functions that take no context pointer, so there
@@ -47,6 +50,12 @@
 #include <libtpms/tpm_nvfilename.h>
 #include <libtpms/tpm_tis.h>
 
+/*
+ * The start of libtpms' TPM 2.0 permanent state: a version (2), a magic
+ * (4) and the oldest version that reads it (2)
+ */
+#define TPM_LIBTPMS_PERMANENT_MAGIC     0xab364723
+
 /* libtpms result codes */
 #define TPMLIB_SUCCESS          0
 #define TPMLIB_RETRY            0x800   /* NV callbacks: no such data */
@@ -79,7 +88,8 @@ struct TPMLibtpms {
 
     TPMVersion version;
     uint32_t buffer_size;
-    char *path;                 /* the state file, or NULL */
+    char *path;                 /* the state file or directory, or NULL */
+    TPMNVFormat format;
     VMChangeStateEntry *vmse;
 
     /*
@@ -1071,7 +1081,8 @@ static G_NORETURN void tpm_libtpms_probe_child(TPMLibtpms *s,
     }
     if (!s->nv) {
         /* An incoming migration's TPM, which has no state yet */
-        s->nv = tpm_nvfile_open(NULL, tpm_libtpms_family(s->version), false,
+        s->nv = tpm_nvfile_open(NULL, TPM_NVFILE_AUTO,
+                                tpm_libtpms_family(s->version), false,
                                 &error_abort);
     }
     res = tpm_libtpms_setup(s);
@@ -1405,7 +1416,8 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
 
     if (incoming) {
         /* Until the state is accepted, the file is left alone */
-        s->nv = tpm_nvfile_open(NULL, s->mig.family, false, &error_abort);
+        s->nv = tpm_nvfile_open(NULL, TPM_NVFILE_AUTO, s->mig.family, false,
+                                &error_abort);
     }
     if (s->mig.running) {
         WITH_QEMU_LOCK_GUARD(&s->lock) {
@@ -1421,7 +1433,8 @@ static bool tpm_libtpms_post_load(void *opaque, int version_id,
     if (incoming && s->path) {
         TPMNVFile *mem = s->nv;
 
-        s->nv = tpm_nvfile_open(s->path, s->mig.family, true, errp);
+        s->nv = tpm_nvfile_open(s->path, s->format, s->mig.family, true,
+                                errp);
         if (!s->nv) {
             s->nv = mem;
             goto refused;
@@ -1481,6 +1494,62 @@ static const VMStateDescription vmstate_tpm_libtpms = {
 
 /* Creation */
 
+/*
+ * The newest TPM 2.0 permanent state this QEMU's libtpms reads: version
+ * 3 up to libtpms 0.9, 4 (a state with a profile) from 0.10 on; 0 for a
+ * libtpms newer than this QEMU knows, which judges for itself
+ */
+static unsigned tpm_libtpms_permanent_max(void)
+{
+    uint32_t version = TPMLIB_GetVersion();
+
+    if (version < 0x000a00) {
+        return 3;
+    }
+    return version < 0x000b00 ? 4 : 0;
+}
+
+/*
+ * Check that the permanent state @permanent is not the other family's
+ * (swtpm's state does not say which it holds), and that a TPM 2.0's is
+ * one this QEMU's libtpms reads.  Anything else is for libtpms to judge.
+ */
+static bool tpm_libtpms_check_permanent(TPMLibtpms *s, GBytes *permanent,
+                                        Error **errp)
+{
+    uint32_t libtpms = TPMLIB_GetVersion();
+    unsigned max = tpm_libtpms_permanent_max(), min_version;
+    size_t len;
+    const uint8_t *p = g_bytes_get_data(permanent, &len);
+    bool tpm2 = len >= 8 && ldl_be_p(p + 2) == TPM_LIBTPMS_PERMANENT_MAGIC;
+    /* A TPM 1.2's starts with the tag TPM_TAG_NVSTATE_V1 */
+    bool tpm12 = !tpm2 && len >= 2 && lduw_be_p(p) == 1;
+
+    if (s->version == TPM_VERSION_1_2 ? tpm2 : tpm12) {
+        error_setg(errp, "it holds a TPM %s, not a TPM %s",
+                   tpm2 ? "2.0" : "1.2", tpm2 ? "1.2" : "2.0");
+        return false;
+    }
+    if (!tpm2) {
+        return true;
+    }
+    min_version = lduw_be_p(p + 6);
+    if (max && min_version > max) {
+        error_setg(errp, "it was written by a newer libtpms than this "
+                   "QEMU's (%u.%u.%u): its TPM 2.0 state has version %u, "
+                   "and this libtpms reads up to version %u",
+                   (libtpms >> 16) & 0xff, (libtpms >> 8) & 0xff,
+                   libtpms & 0xff, min_version, max);
+        if (min_version == 4) {
+            error_append_hint(errp, "libtpms 0.10 writes version 4 for a "
+                              "TPM made with a profile (swtpm --profile, "
+                              "and swtpm_setup 0.10's default).\n");
+        }
+        return false;
+    }
+    return true;
+}
+
 /* Try the state that s->nv read from the state file, if any */
 static bool tpm_libtpms_probe_file(TPMLibtpms *s, Error **errp)
 {
@@ -1488,15 +1557,18 @@ static bool tpm_libtpms_probe_file(TPMLibtpms *s, Error **errp)
                                                  TPM_PERMANENT_ALL_NAME);
 
     QEMU_LOCK_GUARD(&s->lock);
-    if (permanent && !tpm_libtpms_probe(s, NULL, errp)) {
-        error_prepend(errp, "TPM state file '%s' is refused: ", s->path);
+    if (permanent && (!tpm_libtpms_check_permanent(s, permanent, errp) ||
+                      !tpm_libtpms_probe(s, NULL, errp))) {
+        error_prepend(errp, "TPM state %s '%s' is refused: ",
+                      s->format == TPM_NVFILE_SWTPM_DIR ? "directory" :
+                      "file", s->path);
         return false;
     }
     return true;
 }
 
 static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
-                                   Error **errp)
+                                   TPMNVFormat format, Error **errp)
 {
     TPMLibtpms *s;
     uint32_t min_size, max_size;
@@ -1524,12 +1596,13 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
     s = TPM_LIBTPMS(object_new(TYPE_TPM_LIBTPMS));
     s->version = version;
     s->path = g_strdup(path);
+    s->format = format;
     if (runstate_check(RUN_STATE_INMIGRATE)) {
         /* The state is on its way: do not touch the file before it is */
         s->incoming = true;
     } else {
-        s->nv = tpm_nvfile_open(path, tpm_libtpms_family(version), false,
-                                errp);
+        s->nv = tpm_nvfile_open(path, format, tpm_libtpms_family(version),
+                                false, errp);
         if (!s->nv || !tpm_libtpms_probe_file(s, errp)) {
             object_unref(OBJECT(s));
             return NULL;
@@ -1548,12 +1621,16 @@ static TPMBackend *tpm_libtpms_new(TPMVersion version, const char *path,
 
 static TPMBackend *tpm_libtpms_create_own(TPMVersion version, Error **errp)
 {
-    return tpm_libtpms_new(version, NULL, errp);
+    return tpm_libtpms_new(version, NULL, TPM_NVFILE_AUTO, errp);
 }
 
 static TPMBackend *tpm_libtpms_create_from_opts(QemuOpts *opts)
 {
     const char *value = qemu_opt_get(opts, "version");
+    const char *path = qemu_opt_get(opts, "path");
+    const char *dir = qemu_opt_get(opts, "dir");
+    const char *format = qemu_opt_get(opts, "format");
+    TPMNVFormat nv_format = TPM_NVFILE_AUTO;
     TPMVersion version;
     TPMBackend *tb;
     Error *err = NULL;
@@ -1568,7 +1645,33 @@ static TPMBackend *tpm_libtpms_create_from_opts(QemuOpts *opts)
         return NULL;
     }
 
-    tb = tpm_libtpms_new(version, qemu_opt_get(opts, "path"), &err);
+    if (path && dir) {
+        error_report("tpm-libtpms: 'path' and 'dir' cannot be used "
+                     "together");
+        return NULL;
+    }
+    if (dir) {
+        if (format) {
+            error_report("tpm-libtpms: 'format' is for 'path': 'dir' is "
+                         "swtpm's directory");
+            return NULL;
+        }
+        path = dir;
+        nv_format = TPM_NVFILE_SWTPM_DIR;
+    } else if (format && !path) {
+        error_report("tpm-libtpms: 'format' needs 'path'");
+        return NULL;
+    } else if (format && !strcmp(format, "swtpm")) {
+        nv_format = TPM_NVFILE_SWTPM;
+    } else if (format && !strcmp(format, "qemu")) {
+        nv_format = TPM_NVFILE_QEMU;
+    } else if (format) {
+        error_report("tpm-libtpms: invalid format '%s': must be 'swtpm' "
+                     "or 'qemu'", format);
+        return NULL;
+    }
+
+    tb = tpm_libtpms_new(version, path, nv_format, &err);
     if (!tb) {
         error_report_err(err);
     }
@@ -1615,6 +1718,19 @@ static const QemuOptDesc tpm_libtpms_cmdline_opts[] = {
         .name = "path",
         .type = QEMU_OPT_STRING,
         .help = "file that keeps the TPM's state (default: in memory)",
+    },
+    {
+        .name = "format",
+        .type = QEMU_OPT_STRING,
+        .help = "format path= is written in: swtpm (swtpm's linear "
+                "file, the default for a new file) or qemu; default: "
+                "the file's own",
+    },
+    {
+        .name = "dir",
+        .type = QEMU_OPT_STRING,
+        .help = "swtpm's state directory (swtpm --tpmstate dir=) that "
+                "keeps the TPM's state",
     },
     { /* end of list */ },
 };

@@ -21,6 +21,7 @@
 #include "hw/tpm/vtpm_pci.h"
 #include "qemu/cutils.h"
 #include "tpm-cmd-tests.h"
+#include "tpm-util.h"
 #include "vtpm-pci-util.h"
 
 #define TPM2_ST_SESSIONS        0x8002
@@ -31,6 +32,11 @@
 #define TPM2_RS_PW              0x40000009
 #define TPM2_PT_LOCKOUT_COUNTER 0x20e
 #define TPM2_ALG_SHA256         0x000b
+
+/* Where swtpm_setup stores the certificates it makes */
+#define SWTPM_EK_CERT_RSA       0x01c00002
+#define SWTPM_EK_CERT_ECC       0x01c00016
+#define SWTPM_PLATFORM_CERT     0x01c08000
 
 #define NV_DATA_INDEX           0x01500010
 #define NV_COUNTER_INDEX        0x01500020
@@ -331,10 +337,13 @@ static char *state_path(const char *name)
     return g_build_filename(tmp_dir, name, NULL);
 }
 
+/* @extra: more options, of the tpmdev if it starts with a comma */
 static QTestState *start_on(const char *path, const char *extra)
 {
-    return qtest_initf("-M q35 -tpmdev libtpms,id=t,path=%s "
-                       "-device vtpm-pci,tpmdev=t %s", path, extra);
+    return qtest_initf("-M q35 -tpmdev libtpms,id=t,path=%s%s "
+                       "-device vtpm-pci,tpmdev=t %s", path,
+                       extra[0] == ',' ? extra : "",
+                       extra[0] == ',' ? "" : extra);
 }
 
 static char *file_digest(const char *path)
@@ -498,7 +507,8 @@ static void test_corrupt_files(void)
         { "dir", "is a directory" },
     };
 
-    s = start_on(good, "");
+    /* QEMU's format; tpm-libtpms-swtpm-test corrupts swtpm's */
+    s = start_on(good, ",format=qemu");
     g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
     qtest_quit(s);
     g_assert_true(g_file_get_contents(good, &img, &len, NULL));
@@ -1747,13 +1757,32 @@ static void write_state(const char *path, uint32_t family, const char *name,
                                       img->len, NULL));
 }
 
-/* Blob @name of the state file at @path, as write_state() lays it out */
+/*
+ * Blob @name of the state file at @path: QEMU's file, as write_state()
+ * lays it out, or swtpm's linear file (of which the blob's slot, after
+ * swtpm's header of 16 bytes)
+ */
 static GBytes *read_state_blob(const char *path, const char *name)
 {
+    static const char *const slots[] = {
+        "permall", "volatilestate", "savestate",
+    };
     g_autofree char *img = NULL;
     gsize len, pos = 52;
+    int i;
 
     g_assert_true(g_file_get_contents(path, &img, &len, NULL));
+    for (i = 0; !memcmp(img, "nilmptws", 8) && i < ARRAY_SIZE(slots); i++) {
+        uint32_t offset = ldl_le_p(img + 12 + 12 * i);
+        uint32_t size = ldl_le_p(img + 16 + 12 * i);
+
+        if (!strcmp(name, slots[i])) {
+            g_assert_cmpuint(offset, >=, 192);
+            g_assert_cmpuint(size, >=, 16);
+            g_assert_cmpuint(offset + size, <=, len);
+            return g_bytes_new(img + offset + 16, size - 16);
+        }
+    }
     while (pos + 2 <= len) {
         size_t name_len = lduw_be_p(img + pos);
         size_t blob_len;
@@ -1924,6 +1953,588 @@ static void test_refused_state(void)
     assert_state_nv(path, "snapshot");
 }
 
+/*
+ * swtpm's state: swtpm's linear file (path=) and its directory (dir=),
+ * which swtpm 0.7.1 reads and writes as -tpmdev libtpms does
+ */
+
+#define SWTPM_LINEAR_HEADER     192
+#define SWTPM_BLOB_HEADER       16      /* swtpm's header and its tag */
+
+/* swtpm on @tpmstate (its --tpmstate), with its socket in tmp_dir */
+static GPid swtpm_start(const char *tpmstate, const char *flags,
+                        char **sock)
+{
+    g_autoptr(SocketAddress) addr = NULL;
+    g_autoptr(GError) err = NULL;
+    GPid pid;
+
+    if (!tpm_util_swtpm_start_state(tpmstate, tmp_dir, flags, &pid, &addr,
+                                    &err)) {
+        g_error("cannot start swtpm: %s", err->message);
+    }
+    *sock = g_strdup(addr->u.q_unix.path);
+    return pid;
+}
+
+static QTestState *start_emulator(const char *sock)
+{
+    return qtest_initf("-M q35 -chardev socket,id=chr,path=%s "
+                       "-tpmdev emulator,id=t,chardev=chr "
+                       "-device vtpm-pci,tpmdev=t", sock);
+}
+
+/*
+ * A TPM that swtpm kept, or this QEMU: after its last TPM2_Shutdown or
+ * none, either takes TPM2_Startup(CLEAR), or a TPM restored from a
+ * volatile state says it is initialized already
+ */
+static void startup_any(QTestState *s)
+{
+    uint32_t rc = tpm_startup(s, TPM2_SU_CLEAR);
+
+    g_assert_true(rc == TPM_RC_SUCCESS || rc == TPM_RC_INITIALIZE);
+}
+
+/*
+ * The TPM on @s has the NV index NV_DATA_INDEX holding @data, and the EK
+ * @ek (the public part of TPM2_CreatePrimary's, from the endorsement
+ * seed: the same TPM); then it writes @next there
+ */
+static void swtpm_round(QTestState *s, const char *data, GBytes *ek,
+                        const char *next)
+{
+    g_autoptr(GBytes) pub = NULL;
+    uint32_t handle;
+    uint8_t nv[8];
+
+    startup_any(s);
+    nv_read(s, NV_DATA_INDEX, nv, sizeof(nv));
+    g_assert_cmpmem(nv, 8, data, 8);
+    pub = create_ek(s, &handle);
+    g_assert_true(g_bytes_equal(pub, ek));
+    tpm_cmd_flush(s, vtpm_pci_transfer, handle);
+    nv_write(s, NV_DATA_INDEX, next);
+    qtest_quit(s);
+}
+
+/* A new TPM on @s: its EK, and NV_DATA_INDEX holding @data */
+static GBytes *swtpm_first(QTestState *s, const char *data)
+{
+    g_autoptr(GBytes) ek = NULL;
+    uint32_t handle;
+
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
+    ek = create_ek(s, &handle);
+    tpm_cmd_flush(s, vtpm_pci_transfer, handle);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, data);
+    qtest_quit(s);
+    return g_steal_pointer(&ek);
+}
+
+/* swtpm_round() with swtpm on @tpmstate */
+static void swtpm_round_in_swtpm(const char *tpmstate, const char *data,
+                                 GBytes *ek, const char *next)
+{
+    g_autofree char *sock = NULL;
+    GPid pid = swtpm_start(tpmstate, NULL, &sock);
+
+    swtpm_round(start_emulator(sock), data, ek, next);
+    tpm_util_swtpm_kill(pid);
+}
+
+static void assert_magic(const char *path, const char *magic)
+{
+    g_autofree char *img = NULL;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(path, &img, &len, NULL));
+    g_assert_cmpuint(len, >=, 8);
+    g_assert_cmpmem(img, 8, magic, 8);
+}
+
+/*
+ * A TPM moves from swtpm to -tpmdev libtpms and back, on swtpm's state
+ * @tpmstate, which @libtpms_opt names for -tpmdev libtpms
+ */
+static void swtpm_both_ways(const char *tpmstate, const char *libtpms_opt)
+{
+    g_autoptr(GBytes) ek = NULL;
+    g_autofree char *sock = NULL;
+    QTestState *s;
+    GPid pid;
+
+    /* Made by swtpm */
+    pid = swtpm_start(tpmstate, NULL, &sock);
+    ek = swtpm_first(start_emulator(sock), "swtpm  1");
+    tpm_util_swtpm_kill(pid);
+
+    /* Opened in QEMU, changed, twice */
+    s = qtest_initf("-M q35 -tpmdev libtpms,id=t,%s "
+                    "-device vtpm-pci,tpmdev=t", libtpms_opt);
+    swtpm_round(s, "swtpm  1", ek, "libtpms2");
+    s = qtest_initf("-M q35 -tpmdev libtpms,id=t,%s "
+                    "-device vtpm-pci,tpmdev=t", libtpms_opt);
+    swtpm_round(s, "libtpms2", ek, "libtpms3");
+
+    /* Back to swtpm, which sees the change */
+    swtpm_round_in_swtpm(tpmstate, "libtpms3", ek, "swtpm  4");
+}
+
+static void test_swtpm_dir(void)
+{
+    g_autofree char *dir = state_path("swtpm-dir");
+    g_autofree char *tpmstate = g_strdup_printf("dir=%s", dir);
+    g_autofree char *permall = g_build_filename(dir, "tpm2-00.permall", NULL);
+    g_autofree char *img = NULL;
+    gsize len;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    swtpm_both_ways(tpmstate, tpmstate);
+
+    /* swtpm's header, and the tag of its data, before libtpms' state */
+    g_assert_true(g_file_get_contents(permall, &img, &len, NULL));
+    g_assert_cmpuint(len, >, SWTPM_BLOB_HEADER);
+    g_assert_cmpuint(ldl_be_p(img + 6), ==, len);
+    g_assert_cmpuint(lduw_be_p(img + 10), ==, 1);
+    g_assert_cmpuint(ldl_be_p(img + 12), ==, len - SWTPM_BLOB_HEADER);
+}
+
+static void test_swtpm_file(void)
+{
+    g_autofree char *path = state_path("swtpm-file");
+    g_autofree char *tpmstate = g_strdup_printf("backend-uri=file://%s",
+                                                path);
+    g_autofree char *opt = g_strdup_printf("path=%s", path);
+
+    swtpm_both_ways(tpmstate, opt);
+}
+
+/* A new path= is swtpm's linear file, which swtpm opens */
+static void test_swtpm_new_file(void)
+{
+    g_autofree char *path = state_path("swtpm-new-file");
+    g_autofree char *tpmstate = g_strdup_printf("backend-uri=file://%s",
+                                                path);
+    g_autoptr(GBytes) ek = swtpm_first(start_on(path, ""), "libtpms1");
+
+    assert_magic(path, "nilmptws");
+    swtpm_round_in_swtpm(tpmstate, "libtpms1", ek, "swtpm  2");
+    swtpm_round(start_on(path, ""), "swtpm  2", ek, "libtpms3");
+}
+
+/* QEMU's file turns into swtpm's with format=swtpm, and back */
+static void test_swtpm_convert(void)
+{
+    g_autofree char *path = state_path("swtpm-convert");
+    g_autofree char *tpmstate = g_strdup_printf("backend-uri=file://%s",
+                                                path);
+    g_autoptr(GBytes) ek = swtpm_first(start_on(path, ",format=qemu"),
+                                       "qemu   1");
+    QTestState *s;
+
+    assert_magic(path, "QEMUTPMS");
+
+    /* Without format=, the file keeps its format */
+    swtpm_round(start_on(path, ""), "qemu   1", ek, "qemu   2");
+    assert_magic(path, "QEMUTPMS");
+
+    /* Converted when QEMU starts, before the guest writes anything */
+    s = start_on(path, ",format=swtpm");
+    assert_magic(path, "nilmptws");
+    qtest_quit(s);
+    swtpm_round_in_swtpm(tpmstate, "qemu   2", ek, "swtpm  3");
+
+    s = start_on(path, ",format=qemu");
+    assert_magic(path, "QEMUTPMS");
+    swtpm_round(s, "swtpm  3", ek, "qemu   4");
+}
+
+/*
+ * swtpm and QEMU never open one TPM at once, whichever comes first: on
+ * the directory, swtpm's lock; on the linear file, which swtpm 0.7.1
+ * does not lock, the lock swtpm 0.10 takes (--tpmstate ...,lock), a
+ * process-associated lock on the file itself, which this test takes
+ */
+static void test_swtpm_lock_dir(void)
+{
+    g_autofree char *dir = state_path("swtpm-lock-dir");
+    g_autofree char *tpmstate = g_strdup_printf("dir=%s", dir);
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,dir=%s -device vtpm-pci,tpmdev=t", dir);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state directory '%s' is in use by another process", dir);
+    g_autofree char *server = g_strdup_printf("type=unixio,path=%s/lock-sock",
+                                              tmp_dir);
+    g_autofree char *sock = NULL, *err = NULL;
+    const char *argv[] = {
+        "timeout", "60", "swtpm", "socket", "--tpm2", "--tpmstate",
+        tpmstate, "--flags", "not-need-init,startup-clear", "--server",
+        server, NULL,
+    };
+    g_autoptr(GError) gerr = NULL;
+    QTestState *s;
+    int status;
+    GPid pid;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+
+    /* swtpm first: it holds the lock from its start */
+    pid = swtpm_start(tpmstate, "not-need-init,startup-clear", &sock);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    tpm_util_swtpm_kill(pid);
+
+    /* QEMU first, and a second QEMU */
+    s = qtest_initf("%s", args);
+    startup_any(s);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    /*
+     * swtpm fails to lock and exits at once (timeout(1) ends it after a
+     * minute, should it not: a lock that does not keep it out)
+     */
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
+                               G_SPAWN_SEARCH_PATH |
+                               G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                               &err, &status, &gerr));
+    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_nonnull(strstr(err, "Could not lock access to lockfile"));
+    /* QEMU's TPM is unharmed */
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    nv_write(s, NV_DATA_INDEX, "unharmd");
+    qtest_quit(s);
+}
+
+/* The lock swtpm 0.10 takes on its linear file: of the whole file */
+static int lock_file(const char *path, short type)
+{
+    struct flock fl = {
+        .l_type = type,
+        .l_whence = SEEK_SET,
+    };
+    int fd = open(path, O_RDWR);
+
+    g_assert_cmpint(fd, >=, 0);
+    if (fcntl(fd, F_SETLK, &fl) < 0) {
+        g_assert_true(errno == EAGAIN || errno == EACCES);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void test_swtpm_lock_file(void)
+{
+    g_autofree char *path = state_path("swtpm-lock-file");
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t", path);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state file '%s' is in use by another process (a lock on it)",
+        path);
+    QTestState *s;
+    int fd;
+
+    s = start_on(path, "");
+    startup_any(s);
+    /* Locked, and so is every file that replaces it */
+    g_assert_cmpint(lock_file(path, F_WRLCK), ==, -1);
+    nv_define(s, NV_DATA_INDEX, 0, 8);
+    g_assert_cmpint(lock_file(path, F_WRLCK), ==, -1);
+    nv_write(s, NV_DATA_INDEX, "locked 1");
+    g_assert_cmpint(lock_file(path, F_WRLCK), ==, -1);
+    qtest_quit(s);
+
+    /* The other process first */
+    fd = lock_file(path, F_WRLCK);
+    g_assert_cmpint(fd, >=, 0);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    close(fd);
+    assert_state_nv(path, "locked 1");
+}
+
+/*
+ * swtpm states QEMU does not read are refused with a message that says
+ * why, and left as they are
+ */
+static void test_swtpm_corrupt(void)
+{
+    g_autofree char *good = state_path("swtpm-good");
+    g_autofree char *img = NULL;
+    uint32_t permall;
+    QTestState *s;
+    gsize len;
+    size_t i;
+    static const struct {
+        const char *name;
+        const char *message;
+    } cases[] = {
+        { "header-size", " has a header of 100 bytes; swtpm's is 192" },
+        { "version", " has swtpm's format version 2; this QEMU reads "
+          "version 1" },
+        { "slot", " uses slot 3, which swtpm does not" },
+        { "bounds", ": permall is out of bounds" },
+        { "blob-size", ": permall is truncated: " },
+        { "encrypted", ": permall is encrypted with swtpm's --key or "
+          "--pwdfile option" },
+        { "migration", ": permall is one of swtpm's migration blobs" },
+        { "reader", ": permall needs a reader of swtpm's blob version 3" },
+        { "tag", ": permall has an unexpected tag 2 at offset 10" },
+        { "newer", " is refused: it was written by a newer libtpms" },
+        { "tpm12", " is refused: it holds a TPM 2.0, not a TPM 1.2" },
+    };
+
+    s = start_on(good, "");
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
+    qtest_quit(s);
+    g_assert_true(g_file_get_contents(good, &img, &len, NULL));
+    permall = ldl_le_p(img + 12);
+    g_assert_cmpuint(permall, >=, SWTPM_LINEAR_HEADER);
+    g_assert_cmpuint(permall + SWTPM_BLOB_HEADER + 8, <=, len);
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++) {
+        g_autofree char *path = state_path(cases[i].name);
+        g_autofree char *args = g_strdup_printf(
+            "-M q35 -tpmdev libtpms,id=t,path=%s%s -device vtpm-pci,tpmdev=t",
+            path, i == 10 ? ",version=1.2" : "");
+        g_autofree char *message = g_strdup_printf(
+            "TPM state file '%s'%s", path, cases[i].message);
+        g_autofree char *before = NULL, *after = NULL;
+        g_autofree uint8_t *copy = g_memdup2(img, len);
+        uint8_t *blob = copy + permall;
+
+        switch (i) {
+        case 0:
+            stw_le_p(copy + 10, 100);
+            break;
+        case 1:
+            copy[8] = 2;
+            break;
+        case 2:
+            memcpy(copy + 12 + 3 * 12, copy + 12, 12);
+            break;
+        case 3:
+            stl_le_p(copy + 16, len);
+            stl_le_p(copy + 20, len);
+            break;
+        case 4:
+            stl_be_p(blob + 6, ldl_be_p(blob + 6) + 1);
+            break;
+        case 5:
+            stw_be_p(blob + 4, 0x0001);
+            break;
+        case 6:
+            stw_be_p(blob + 4, 0x0004);
+            break;
+        case 7:
+            blob[1] = 3;
+            break;
+        case 8:
+            stw_be_p(blob + 10, 2);
+            break;
+        case 9:
+            /* libtpms' state: version, magic, the oldest reader's version */
+            stw_be_p(blob + SWTPM_BLOB_HEADER, 9);
+            stw_be_p(blob + SWTPM_BLOB_HEADER + 6, 9);
+            break;
+        }
+        g_assert_true(g_file_set_contents(path, (char *)copy, len, NULL));
+        before = file_digest(path);
+        tpm_cmd_assert_qemu_refuses(args, message);
+        after = file_digest(path);
+        g_assert_cmpstr(before, ==, after);
+    }
+}
+
+/* swtpm's directory: what it must be, and states it does not hold */
+static void test_swtpm_dir_refused(void)
+{
+    g_autofree char *missing = state_path("swtpm-missing");
+    g_autofree char *file = state_path("swtpm-not-dir");
+    g_autofree char *tpm12 = state_path("swtpm-tpm12");
+    g_autofree char *keyed = state_path("swtpm-keyed");
+    g_autofree char *pwd = state_path("swtpm-keyed.pwd");
+    g_autofree char *other = g_build_filename(tpm12, "tpm-00.permall", NULL);
+    g_autofree char *permall = g_build_filename(keyed, "tpm2-00.permall",
+                                                NULL);
+    g_autofree char *setup_state = g_strdup_printf("dir://%s", keyed);
+    const char *setup_argv[] = {
+        "swtpm_setup", "--tpm2", "--tpmstate", setup_state, "--pwdfile", pwd,
+        "--overwrite", NULL,
+    };
+    const char *dirs[] = { missing, file, tpm12, keyed };
+    const char *messages[] = {
+        "cannot use TPM state directory '%s': No such file or directory",
+        "TPM state directory '%s' is not a directory",
+        "TPM state directory '%s' holds a TPM 1.2 ('%s'), not a TPM 2.0",
+        "TPM state file '%s' is encrypted with swtpm's --key or --pwdfile "
+        "option",
+    };
+    g_autoptr(GError) gerr = NULL;
+    g_autofree char *before = NULL, *after = NULL;
+    int status, i;
+
+    g_assert_true(g_file_set_contents(file, "", 0, NULL));
+    g_assert_cmpint(g_mkdir(tpm12, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(other, "TPM 1.2", 7, NULL));
+
+    /* A TPM swtpm_setup made with a key, from a password */
+    g_assert_cmpint(g_mkdir(keyed, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(pwd, "a password", 10, NULL));
+    g_assert_true(g_spawn_sync(NULL, (char **)setup_argv, NULL,
+                               G_SPAWN_SEARCH_PATH |
+                               G_SPAWN_STDOUT_TO_DEV_NULL |
+                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL,
+                               NULL, &status, &gerr));
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    before = file_digest(permall);
+
+    for (i = 0; i < ARRAY_SIZE(dirs); i++) {
+        g_autofree char *args = g_strdup_printf(
+            "-M q35 -tpmdev libtpms,id=t,dir=%s -device vtpm-pci,tpmdev=t",
+            dirs[i]);
+        g_autofree char *message = g_strdup_printf(messages[i],
+                                                   i == 3 ? permall : dirs[i],
+                                                   other);
+
+        tpm_cmd_assert_qemu_refuses(args, message);
+    }
+    after = file_digest(permall);
+    g_assert_cmpstr(before, ==, after);
+
+    /* Options that do not go together */
+    tpm_cmd_assert_qemu_refuses("-tpmdev libtpms,id=t,path=a,dir=b",
+                                "'path' and 'dir' cannot be used together");
+    tpm_cmd_assert_qemu_refuses("-tpmdev libtpms,id=t,dir=b,format=swtpm",
+                                "'format' is for 'path'");
+    tpm_cmd_assert_qemu_refuses("-tpmdev libtpms,id=t,format=swtpm",
+                                "'format' needs 'path'");
+    tpm_cmd_assert_qemu_refuses("-tpmdev libtpms,id=t,path=a,format=raw",
+                                "invalid format 'raw'");
+}
+
+/* TPM2_NV_ReadPublic: the size of @index's data */
+static uint16_t nv_size(QTestState *s, uint32_t index)
+{
+    uint8_t rsp[256];
+    size_t policy;
+    Cmd c;
+
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x169);
+    put32(&c, index);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+    /* TPM2B_NV_PUBLIC: nvIndex, nameAlg, attributes, authPolicy, dataSize */
+    g_assert_cmphex(ldl_be_p(rsp + 12), ==, index);
+    policy = lduw_be_p(rsp + 22);
+    return lduw_be_p(rsp + 24 + policy);
+}
+
+/* All of @index's data, which the index's (empty) auth reads */
+static GBytes *nv_read_all(QTestState *s, uint32_t index)
+{
+    uint16_t size = nv_size(s, index), off, n;
+    g_autofree uint8_t *data = g_malloc(size);
+    uint8_t rsp[1024];
+    Cmd c;
+
+    for (off = 0; off < size; off += n) {
+        n = MIN(size - off, 512);
+        nv_cmd_begin(&c, 0x14e, index);
+        put16(&c, n);
+        put16(&c, off);
+        cmd_ok(s, &c, rsp, sizeof(rsp));
+        g_assert_cmpuint(lduw_be_p(rsp + 14), ==, n);
+        memcpy(data + off, rsp + 16, n);
+    }
+    return g_bytes_new_take(g_steal_pointer(&data), size);
+}
+
+/* @cert is one DER-encoded certificate: a SEQUENCE, all of it */
+static void assert_der(GBytes *cert)
+{
+    size_t len;
+    const uint8_t *p = g_bytes_get_data(cert, &len);
+
+    g_assert_cmpuint(len, >, 4);
+    g_assert_cmphex(p[0], ==, 0x30);
+    g_assert_cmphex(p[1], ==, 0x82);
+    g_assert_cmpuint(4 + lduw_be_p(p + 2), ==, len);
+}
+
+/*
+ * A TPM that swtpm_setup provisioned, with an EK certificate from its
+ * local CA and a platform certificate, opened in QEMU: the certificates
+ * are in their NV indices, and the EK certificate's key is the EK's
+ */
+static void test_swtpm_provisioned(void)
+{
+    g_autofree char *dir = state_path("swtpm-provisioned");
+    g_autofree char *ca = state_path("localca");
+    g_autofree char *conf = state_path("swtpm_setup.conf");
+    g_autofree char *ca_conf = state_path("swtpm-localca.conf");
+    g_autofree char *ca_options = state_path("swtpm-localca.options");
+    g_autofree char *tpmstate = g_strdup_printf("dir://%s", dir);
+    g_autofree char *conf_text = g_strdup_printf(
+        "create_certs_tool = swtpm_localca\n"
+        "create_certs_tool_config = %s\n"
+        "create_certs_tool_options = %s\n", ca_conf, ca_options);
+    g_autofree char *ca_text = g_strdup_printf(
+        "statedir = %s\nsigningkey = %s/signkey.pem\n"
+        "issuercert = %s/issuercert.pem\ncertserial = %s/certserial\n",
+        ca, ca, ca, ca);
+    static const char options[] = "--platform-manufacturer QEMU\n"
+        "--platform-version 2.1\n--platform-model vtpm-pci\n";
+    const char *argv[] = {
+        "swtpm_setup", "--tpm2", "--tpmstate", tpmstate, "--config", conf,
+        "--create-ek-cert", "--create-platform-cert", "--lock-nvram", NULL,
+    };
+    g_autoptr(GBytes) ek = NULL, cert = NULL, ecc = NULL, platform = NULL;
+    g_autoptr(GError) gerr = NULL;
+    uint8_t rsp[VTPM_PCI_BUFFER_MAX];
+    size_t ek_len;
+    const uint8_t *ek_pub;
+    uint32_t handle;
+    QTestState *s;
+    int status;
+    Cmd c;
+
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    g_assert_cmpint(g_mkdir(ca, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(conf, conf_text, -1, NULL));
+    g_assert_true(g_file_set_contents(ca_conf, ca_text, -1, NULL));
+    g_assert_true(g_file_set_contents(ca_options, options, -1, NULL));
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
+                               G_SPAWN_SEARCH_PATH |
+                               G_SPAWN_STDOUT_TO_DEV_NULL |
+                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL,
+                               NULL, &status, &gerr));
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    s = qtest_initf("-M q35 -tpmdev libtpms,id=t,dir=%s "
+                    "-device vtpm-pci,tpmdev=t", dir);
+    g_assert_cmphex(tpm_startup(s, TPM2_SU_CLEAR), ==, TPM_RC_SUCCESS);
+
+    /* The EK from the TCG template, and the one swtpm_setup persisted */
+    ek = create_ek(s, &handle);
+    tpm_cmd_flush(s, vtpm_pci_transfer, handle);
+    ek_pub = g_bytes_get_data(ek, &ek_len);
+    cmd_begin(&c, TPM2_ST_NO_SESSIONS, 0x173);
+    put32(&c, EK_HANDLE);
+    cmd_ok(s, &c, rsp, sizeof(rsp));
+    g_assert_cmpmem(rsp + TPM_RSP_HDR_SIZE, ek_len, ek_pub, ek_len);
+
+    /* The certificates, and the EK's modulus (the public's end) in its */
+    cert = nv_read_all(s, SWTPM_EK_CERT_RSA);
+    assert_der(cert);
+    g_assert_nonnull(memmem(g_bytes_get_data(cert, NULL),
+                            g_bytes_get_size(cert), ek_pub + ek_len - 256,
+                            256));
+    ecc = nv_read_all(s, SWTPM_EK_CERT_ECC);
+    assert_der(ecc);
+    platform = nv_read_all(s, SWTPM_PLATFORM_CERT);
+    assert_der(platform);
+    qtest_quit(s);
+}
+
 static void remove_tree(const char *path)
 {
     GDir *dir = g_dir_open(path, 0, NULL);
@@ -1971,6 +2582,19 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/storage-error", test_storage_error);
     qtest_add_func("/tpm-libtpms/state/storage-error-log",
                    test_storage_error_log);
+    if (tpm_util_swtpm_has_tpm2()) {
+        qtest_add_func("/tpm-libtpms/swtpm/dir", test_swtpm_dir);
+        qtest_add_func("/tpm-libtpms/swtpm/file", test_swtpm_file);
+        qtest_add_func("/tpm-libtpms/swtpm/new-file", test_swtpm_new_file);
+        qtest_add_func("/tpm-libtpms/swtpm/convert", test_swtpm_convert);
+        qtest_add_func("/tpm-libtpms/swtpm/lock-dir", test_swtpm_lock_dir);
+        qtest_add_func("/tpm-libtpms/swtpm/provisioned",
+                       test_swtpm_provisioned);
+        qtest_add_func("/tpm-libtpms/swtpm/dir-refused",
+                       test_swtpm_dir_refused);
+    }
+    qtest_add_func("/tpm-libtpms/swtpm/lock-file", test_swtpm_lock_file);
+    qtest_add_func("/tpm-libtpms/swtpm/corrupt", test_swtpm_corrupt);
     qtest_add_func("/tpm-libtpms/migrate/quiet", test_migrate_quiet);
     qtest_add_func("/tpm-libtpms/migrate/objects", test_migrate_objects);
     qtest_add_func("/tpm-libtpms/migrate/counter", test_migrate_counter);
