@@ -13,9 +13,10 @@ commands that libtpms runs rather than from bytes it rejects:
       keys and signatures; and the card's own operations (the flags
       query, interrupts, cancellation, PCI configuration)
   tpm-libtpms-state-fuzz
-      the state files a TPM 2.0 and a TPM 1.2 write after such commands,
-      as they are and as lists of blobs; made by running QEMU
-      (--qemu), which drives the card over the qtest protocol
+      the state a TPM 2.0 and a TPM 1.2 write after such commands, as
+      QEMU's file, swtpm's linear file and swtpm's directory, as they
+      are and as lists of blobs; made by running QEMU (--qemu), which
+      drives the card over the qtest protocol
   vtpm-pci-migration-fuzz
       each base stream unedited, and a few edits of each
   vtpm-pci-hotplug-fuzz
@@ -415,31 +416,66 @@ class Qtest:
 
 
 STATE_BLOBS = ('permall', 'volatilestate', 'savestate')
+# The target's flags (tpm_libtpms_fuzz.c)
+STATE_TPM12, STATE_AS_BLOBS, STATE_SWTPM, STATE_DIR = 0x01, 0x02, 0x04, 0x08
+
+
+def swtpm_blob(blob):
+    """@blob with swtpm's header (version 2, reader 1) and data tag"""
+    return (u8(2) + u8(1) + u16(10) + u16(0) + u32(16 + len(blob)) +
+            u16(1) + u32(len(blob)) + blob)
+
+
+def swtpm_linear(blobs):
+    """swtpm's linear file of @blobs (name -> blob), sections a power of 2"""
+    header = bytearray(192)
+    struct.pack_into('<QBBH', header, 0, 0x737774706d6c696e, 1, 0, 192)
+    body = b''
+    for i, name in enumerate(STATE_BLOBS):
+        if name not in blobs:
+            continue
+        data = swtpm_blob(blobs[name])
+        section = 1 << (len(data) - 1).bit_length()
+        struct.pack_into('<III', header, 12 + 12 * i, 192 + len(body),
+                         len(data), section)
+        body += data + bytes(section - len(data))
+    return bytes(header) + body
 
 
 def state_inputs(qemu, name, version, frames):
-    """A state file after @frames, raw and as blobs (tpm_libtpms_fuzz.c)"""
+    """The state after @frames in every form tpm_libtpms_fuzz.c reads"""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'tpm.state')
-        q = Qtest(qemu, ['-tpmdev', 'libtpms,id=t,path=%s,version=%s' %
-                         (path, version), '-device', 'vtpm-pci,tpmdev=t'])
+        q = Qtest(qemu, ['-tpmdev', 'libtpms,id=t,path=%s,version=%s,'
+                         'format=qemu' % (path, version),
+                         '-device', 'vtpm-pci,tpmdev=t'])
         for f in frames:
             q.transfer(f)
         q.quit()
         img = open(path, 'rb').read()
-    family = 1 if version == '1.2' else 2
-    flags = 0x01 if family == 1 else 0
-    blobs = b''
+    flags = STATE_TPM12 if version == '1.2' else 0
+    blobs = {}
     p = 52
     while p < len(img):
         n = struct.unpack('>H', img[p:p + 2])[0]
         blob_name = img[p + 2:p + 2 + n].decode()
         size = struct.unpack('>I', img[p + 2 + n:p + 6 + n])[0]
-        data = img[p + 6 + n:p + 6 + n + size]
-        blobs += u8(STATE_BLOBS.index(blob_name)) + u16(size) + data
+        blobs[blob_name] = img[p + 6 + n:p + 6 + n + size]
         p += 6 + n + size
-    return {name + '-file': u8(flags) + img,
-            name + '-blobs': u8(flags | 0x02) + blobs}
+
+    def listed(wrap):
+        return b''.join(u8(STATE_BLOBS.index(n)) + u16(len(wrap(b))) +
+                        wrap(b) for n, b in blobs.items())
+    return {
+        name + '-file': u8(flags) + img,
+        name + '-blobs': u8(flags | STATE_AS_BLOBS) + listed(bytes),
+        name + '-swtpm-file': u8(flags) + swtpm_linear(blobs),
+        name + '-swtpm-blobs': (u8(flags | STATE_AS_BLOBS | STATE_SWTPM) +
+                                listed(bytes)),
+        name + '-dir': u8(flags | STATE_DIR) + listed(swtpm_blob),
+        name + '-dir-blobs': (u8(flags | STATE_DIR | STATE_AS_BLOBS) +
+                              listed(bytes)),
+    }
 
 
 def main():
@@ -457,7 +493,8 @@ def main():
         'vtpm-pci-migration-fuzz': {
             'base-%d' % b: u8(b) for b in range(3)},
         'tpm-libtpms-state-fuzz': {
-            'empty-tpm2': u8(0x02), 'empty-tpm12': u8(0x03)},
+            'empty-tpm2': u8(0x02), 'empty-tpm12': u8(0x03),
+            'empty-dir-tpm2': u8(0x08), 'empty-dir-tpm12': u8(0x09)},
     }
     corpora['vtpm-pci-fuzz'].update(card_inputs(STARTUP))
     corpora['vtpm-pci-tpm12-fuzz'].update(card_inputs(STARTUP12))
