@@ -43,7 +43,8 @@ results() {
 
 # --- the build, with the guest kernels fetched beside it ---------------------
 # The guest kernels, their headers and the trixie tree the newest's module
-# is built in (guest/kernels.sh prepare) are mostly downloads and unpacking,
+# is built in (guest/kernels.sh prepare), and sid's swtpm for the state
+# tests (swtpm-sid.sh prepare), are mostly downloads and unpacking,
 # minutes from an empty cache: they are fetched while QEMU builds.  The
 # sanitizer builds' clang is installed first, so that apt runs alone.
 install_debs clang-14 libclang-rt-14-dev
@@ -51,8 +52,11 @@ kernels=$VTPM_TOP/contrib/vtpm-pci/guest/kernels.sh
 kernels_log=$VTPM_CACHE/kernels-prepare.log
 "$kernels" prepare > "$kernels_log" 2>&1 < /dev/null &
 prepare=$!
-# (an interrupted run stops it, and the builds below)
-trap 'kill $prepare 2> /dev/null' EXIT
+swtpm_log=$VTPM_CACHE/swtpm-sid-prepare.log
+"$(dirname "$0")/swtpm-sid.sh" prepare > "$swtpm_log" 2>&1 < /dev/null &
+swtpm_prepare=$!
+# (an interrupted run stops them, and the builds below)
+trap 'kill $prepare $swtpm_prepare 2> /dev/null' EXIT
 if ! "$(dirname "$0")/build.sh"; then
     echo "check: the build failed"
     exit 1
@@ -91,6 +95,13 @@ setsid "${idle[@]}" bash -c 'for s; do
     > "$builds_log" 2>&1 < /dev/null &
 builds=$!
 trap 'kill $prepare 2> /dev/null; kill -- -$builds 2> /dev/null' EXIT
+
+# The state tests run sid's swtpm too (tests.sh finds it)
+wait $swtpm_prepare
+status=$?
+cat "$swtpm_log"
+result "sid's swtpm for the state tests (swtpm-sid.sh prepare)" $status
+QTEST_SWTPM_NEWER=$("$(dirname "$0")/swtpm-sid.sh" path) || true
 
 # --- qtests, through meson -------------------------------------------------
 echo "== qtests: ${QTESTS[*]}"

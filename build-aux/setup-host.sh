@@ -22,6 +22,7 @@ PACKAGES=(
     seabios ipxe-qemu qemu-system-data
     ovmf                        # UEFI, for the measured boot tests
     swtpm swtpm-tools
+    openssl                     # e2e: swtpm_setup's certificates, verified
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
     expect                      # the test that drives "make run"
     gnuplot-nox                 # the benchmark's plot (bench/)

@@ -29,3 +29,11 @@ QTESTS_NOLIBTPMS=(
     device-introspect-test
     qom-test
 )
+
+# A swtpm newer than Debian 12's, whose state tpm-libtpms-state-test opens
+# too (/tpm-libtpms/swtpm-newer/), once swtpm-sid.sh prepare made it
+if [ -z "${QTEST_SWTPM_NEWER:-}" ] &&
+   [ -x "$VTPM_CACHE/swtpm-newer/swtpm" ]; then
+    QTEST_SWTPM_NEWER=$VTPM_CACHE/swtpm-newer/swtpm
+fi
+export QTEST_SWTPM_NEWER

@@ -42,6 +42,8 @@
 #define NV_COUNTER_INDEX        0x01500020
 
 static char *tmp_dir;
+/* The tests of a newer swtpm keep their files in a directory of their own */
+static const char *state_subdir = "";
 
 /* A TPM 2.0 command under construction */
 typedef struct {
@@ -334,7 +336,7 @@ static void evict_control(QTestState *s, uint32_t object, uint32_t handle)
 
 static char *state_path(const char *name)
 {
-    return g_build_filename(tmp_dir, name, NULL);
+    return g_build_filename(tmp_dir, state_subdir, name, NULL);
 }
 
 /* @extra: more options, of the tpmdev if it starts with a comma */
@@ -1961,20 +1963,94 @@ static void test_refused_state(void)
 #define SWTPM_LINEAR_HEADER     192
 #define SWTPM_BLOB_HEADER       16      /* swtpm's header and its tag */
 
-/* swtpm on @tpmstate (its --tpmstate), with its socket in tmp_dir */
-static GPid swtpm_start(const char *tpmstate, const char *flags,
-                        char **sock)
+/*
+ * The swtpm the test runs: Debian 12's (0.7.1) from PATH, or a newer one
+ * that QTEST_SWTPM_NEWER names (build-aux/swtpm-sid.sh)
+ */
+static const char *swtpm_bin = "swtpm";
+
+/*
+ * swtpm on @tpmstate (its --tpmstate), with the arguments @args (or
+ * NULL), its socket in tmp_dir
+ */
+static GPid swtpm_start_args(const char *tpmstate, const char *const *args,
+                             char **sock)
 {
     g_autoptr(SocketAddress) addr = NULL;
     g_autoptr(GError) err = NULL;
     GPid pid;
 
-    if (!tpm_util_swtpm_start_state(tpmstate, tmp_dir, flags, &pid, &addr,
-                                    &err)) {
+    if (!tpm_util_swtpm_start_state(swtpm_bin, tpmstate, tmp_dir, args,
+                                    &pid, &addr, &err)) {
         g_error("cannot start swtpm: %s", err->message);
     }
     *sock = g_strdup(addr->u.q_unix.path);
     return pid;
+}
+
+/*
+ * Stop the swtpm @pid on @tpmstate, and wait until it has let go of the
+ * state: until its lock (the directory's, or swtpm 0.10's on its file)
+ * is free, which the kernel frees when it has ended the process
+ */
+static void swtpm_stop(GPid pid, const char *tpmstate)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+    };
+    g_autofree char *lock = NULL;
+    int fd;
+
+    tpm_util_swtpm_kill(pid);
+    if (g_str_has_prefix(tpmstate, "dir=")) {
+        lock = g_build_filename(tpmstate + strlen("dir="), ".lock", NULL);
+    } else {
+        g_assert_true(g_str_has_prefix(tpmstate, "backend-uri=file://"));
+        lock = g_strndup(tpmstate + strlen("backend-uri=file://"),
+                         strcspn(tpmstate + strlen("backend-uri=file://"),
+                                 ","));
+    }
+    fd = open(lock, O_RDWR);
+    if (fd >= 0) {
+        g_assert_cmpint(RETRY_ON_EINTR(fcntl(fd, F_SETLKW, &fl)), ==, 0);
+        close(fd);
+    }
+}
+
+/*
+ * swtpm started on @tpmstate, which QEMU holds, fails to lock it and
+ * exits at once (timeout(1) ends it after a minute, should it not: a
+ * lock that does not keep it out)
+ */
+static void swtpm_refused(const char *tpmstate)
+{
+    g_autofree char *server = g_strdup_printf("type=unixio,path=%s/lock-sock",
+                                              tmp_dir);
+    const char *argv[] = {
+        "timeout", "60", swtpm_bin, "socket", "--tpm2", "--tpmstate",
+        tpmstate, "--flags", "not-need-init,startup-clear", "--server",
+        server, NULL,
+    };
+    g_autoptr(GError) gerr = NULL;
+    g_autofree char *err = NULL;
+    int status;
+
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
+                               G_SPAWN_SEARCH_PATH |
+                               G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                               &err, &status, &gerr));
+    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_nonnull(strstr(err, "Could not lock"));
+}
+
+/* swtpm_start_args() with --flags @flags, or none */
+static GPid swtpm_start(const char *tpmstate, const char *flags,
+                        char **sock)
+{
+    const char *const args[] = { "--flags", flags, NULL };
+
+    return swtpm_start_args(tpmstate, flags ? args : NULL, sock);
 }
 
 static QTestState *start_emulator(const char *sock)
@@ -1994,6 +2070,24 @@ static void startup_any(QTestState *s)
     uint32_t rc = tpm_startup(s, TPM2_SU_CLEAR);
 
     g_assert_true(rc == TPM_RC_SUCCESS || rc == TPM_RC_INITIALIZE);
+}
+
+/*
+ * A swtpm that QEMU's emulator backend has started (CMD_INIT: the lock
+ * is taken then, by swtpm 0.7 before it reads the state and by 0.10
+ * after) on @tpmstate keeps a QEMU with @args out, with @message
+ */
+static void swtpm_holds_lock(const char *tpmstate, const char *args,
+                             const char *message)
+{
+    g_autofree char *sock = NULL;
+    GPid pid = swtpm_start_args(tpmstate, NULL, &sock);
+    QTestState *s = start_emulator(sock);
+
+    startup_any(s);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    qtest_quit(s);
+    swtpm_stop(pid, tpmstate);
 }
 
 /*
@@ -2041,7 +2135,7 @@ static void swtpm_round_in_swtpm(const char *tpmstate, const char *data,
     GPid pid = swtpm_start(tpmstate, NULL, &sock);
 
     swtpm_round(start_emulator(sock), data, ek, next);
-    tpm_util_swtpm_kill(pid);
+    swtpm_stop(pid, tpmstate);
 }
 
 static void assert_magic(const char *path, const char *magic)
@@ -2068,7 +2162,7 @@ static void swtpm_both_ways(const char *tpmstate, const char *libtpms_opt)
     /* Made by swtpm */
     pid = swtpm_start(tpmstate, NULL, &sock);
     ek = swtpm_first(start_emulator(sock), "swtpm  1");
-    tpm_util_swtpm_kill(pid);
+    swtpm_stop(pid, tpmstate);
 
     /* Opened in QEMU, changed, twice */
     s = qtest_initf("-M q35 -tpmdev libtpms,id=t,%s "
@@ -2165,40 +2259,18 @@ static void test_swtpm_lock_dir(void)
         "-M q35 -tpmdev libtpms,id=t,dir=%s -device vtpm-pci,tpmdev=t", dir);
     g_autofree char *message = g_strdup_printf(
         "TPM state directory '%s' is in use by another process", dir);
-    g_autofree char *server = g_strdup_printf("type=unixio,path=%s/lock-sock",
-                                              tmp_dir);
-    g_autofree char *sock = NULL, *err = NULL;
-    const char *argv[] = {
-        "timeout", "60", "swtpm", "socket", "--tpm2", "--tpmstate",
-        tpmstate, "--flags", "not-need-init,startup-clear", "--server",
-        server, NULL,
-    };
-    g_autoptr(GError) gerr = NULL;
     QTestState *s;
-    int status;
-    GPid pid;
 
     g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
 
-    /* swtpm first: it holds the lock from its start */
-    pid = swtpm_start(tpmstate, "not-need-init,startup-clear", &sock);
-    tpm_cmd_assert_qemu_refuses(args, message);
-    tpm_util_swtpm_kill(pid);
+    /* swtpm first */
+    swtpm_holds_lock(tpmstate, args, message);
 
     /* QEMU first, and a second QEMU */
     s = qtest_initf("%s", args);
     startup_any(s);
     tpm_cmd_assert_qemu_refuses(args, message);
-    /*
-     * swtpm fails to lock and exits at once (timeout(1) ends it after a
-     * minute, should it not: a lock that does not keep it out)
-     */
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
-                               G_SPAWN_SEARCH_PATH |
-                               G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
-                               &err, &status, &gerr));
-    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    g_assert_nonnull(strstr(err, "Could not lock access to lockfile"));
+    swtpm_refused(tpmstate);
     /* QEMU's TPM is unharmed */
     nv_define(s, NV_DATA_INDEX, 0, 8);
     nv_write(s, NV_DATA_INDEX, "unharmd");
@@ -2535,6 +2607,67 @@ static void test_swtpm_provisioned(void)
     qtest_quit(s);
 }
 
+/*
+ * swtpm 0.10 locks its linear file itself with --tpmstate ...,lock: it
+ * and QEMU keep each other out, whichever starts first, and swtpm's
+ * failed start leaves QEMU's state as QEMU wrote it
+ */
+static void test_swtpm_locked_file(void)
+{
+    g_autofree char *path = state_path("swtpm-locked-file");
+    g_autofree char *tpmstate = g_strdup_printf("backend-uri=file://%s,lock",
+                                                path);
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,path=%s -device vtpm-pci,tpmdev=t", path);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state file '%s' is in use by another process (a lock on it)",
+        path);
+    g_autoptr(GBytes) ek = NULL;
+    QTestState *s;
+
+    ek = swtpm_first(start_on(path, ""), "locked 1");
+
+    /* swtpm first */
+    swtpm_holds_lock(tpmstate, args, message);
+
+    /* QEMU first: swtpm fails to lock and exits */
+    s = start_on(path, "");
+    startup_any(s);
+    swtpm_refused(tpmstate);
+    qtest_quit(s);
+    swtpm_round(start_on(path, ""), "locked 1", ek, "locked 2");
+}
+
+/*
+ * A TPM that swtpm 0.10 made with a profile is a state libtpms 0.9
+ * cannot read: QEMU refuses it, saying so, and leaves it as it is
+ */
+static void test_swtpm_profile(void)
+{
+    g_autofree char *dir = state_path("swtpm-profile");
+    g_autofree char *tpmstate = g_strdup_printf("dir=%s", dir);
+    g_autofree char *permall = g_build_filename(dir, "tpm2-00.permall", NULL);
+    g_autofree char *args = g_strdup_printf(
+        "-M q35 -tpmdev libtpms,id=t,dir=%s -device vtpm-pci,tpmdev=t", dir);
+    g_autofree char *message = g_strdup_printf(
+        "TPM state directory '%s' is refused: it was written by a newer "
+        "libtpms than this QEMU's", dir);
+    const char *const profile[] = { "--profile", "name=default-v1", NULL };
+    g_autofree char *before = NULL, *after = NULL, *sock = NULL;
+    g_autoptr(GBytes) ek = NULL;
+    GPid pid;
+
+    /* swtpm makes the TPM, with the profile, at QEMU's CMD_INIT */
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    pid = swtpm_start_args(tpmstate, profile, &sock);
+    ek = swtpm_first(start_emulator(sock), "profile1");
+    swtpm_stop(pid, tpmstate);
+    before = file_digest(permall);
+    tpm_cmd_assert_qemu_refuses(args, message);
+    after = file_digest(permall);
+    g_assert_cmpstr(before, ==, after);
+}
+
 static void remove_tree(const char *path)
 {
     GDir *dir = g_dir_open(path, 0, NULL);
@@ -2555,8 +2688,63 @@ static void remove_tree(const char *path)
     g_rmdir(path);
 }
 
+/* A test of what a swtpm writes and locks, and which swtpm */
+typedef struct SwtpmTest {
+    const char *swtpm;
+    const char *subdir;
+    void (*fn)(void);
+} SwtpmTest;
+
+static void swtpm_test(const void *opaque)
+{
+    const SwtpmTest *t = opaque;
+
+    swtpm_bin = t->swtpm;
+    state_subdir = t->subdir;
+    t->fn();
+    swtpm_bin = "swtpm";
+    state_subdir = "";
+}
+
+/*
+ * The tests of what the swtpm @swtpm writes and locks, under
+ * /tpm-libtpms/@dir/, and with @newer those of swtpm 0.10
+ */
+static void add_swtpm_tests(const char *dir, const char *swtpm, bool newer)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+        bool newer;
+    } tests[] = {
+        { "dir", test_swtpm_dir },
+        { "file", test_swtpm_file },
+        { "new-file", test_swtpm_new_file },
+        { "convert", test_swtpm_convert },
+        { "lock-dir", test_swtpm_lock_dir },
+        { "locked-file", test_swtpm_locked_file, true },
+        { "profile", test_swtpm_profile, true },
+    };
+    g_autofree char *subdir = g_build_filename(tmp_dir, dir, NULL);
+    int i;
+
+    g_assert_cmpint(g_mkdir(subdir, 0700), ==, 0);
+    for (i = 0; i < ARRAY_SIZE(tests); i++) {
+        g_autofree char *path = g_strdup_printf("/tpm-libtpms/%s/%s", dir,
+                                                tests[i].name);
+        SwtpmTest *t = g_new(SwtpmTest, 1);
+
+        if (tests[i].newer && !newer) {
+            continue;
+        }
+        *t = (SwtpmTest) { swtpm, dir, tests[i].fn };
+        qtest_add_data_func_full(path, t, swtpm_test, g_free);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    const char *newer = getenv("QTEST_SWTPM_NEWER");
     int ret;
 
     tmp_dir = g_dir_make_tmp("tpm-libtpms-state.XXXXXX", NULL);
@@ -2583,15 +2771,14 @@ int main(int argc, char **argv)
     qtest_add_func("/tpm-libtpms/state/storage-error-log",
                    test_storage_error_log);
     if (tpm_util_swtpm_has_tpm2()) {
-        qtest_add_func("/tpm-libtpms/swtpm/dir", test_swtpm_dir);
-        qtest_add_func("/tpm-libtpms/swtpm/file", test_swtpm_file);
-        qtest_add_func("/tpm-libtpms/swtpm/new-file", test_swtpm_new_file);
-        qtest_add_func("/tpm-libtpms/swtpm/convert", test_swtpm_convert);
-        qtest_add_func("/tpm-libtpms/swtpm/lock-dir", test_swtpm_lock_dir);
+        add_swtpm_tests("swtpm", "swtpm", false);
         qtest_add_func("/tpm-libtpms/swtpm/provisioned",
                        test_swtpm_provisioned);
         qtest_add_func("/tpm-libtpms/swtpm/dir-refused",
                        test_swtpm_dir_refused);
+    }
+    if (newer) {
+        add_swtpm_tests("swtpm-newer", newer, true);
     }
     qtest_add_func("/tpm-libtpms/swtpm/lock-file", test_swtpm_lock_file);
     qtest_add_func("/tpm-libtpms/swtpm/corrupt", test_swtpm_corrupt);

@@ -18,8 +18,10 @@
 # OVMF into tpm-crb's in-process TPM (-tpmdev libtpms, no card); ppi: a
 # TPM clear through the physical presence interface, carried out by
 # OVMF; vm: the card in a VM as users run one, beside a VGA, a virtio disk
-# and a user-mode virtio NIC.  By default, the newest line runs all
-# twelve, the others msi and
+# and a user-mode virtio NIC; move: a TPM that swtpm_setup provisioned
+# moves from swtpm to the in-process TPM (behind the card, then tpm-crb)
+# on swtpm's state directory, and back.  By default, the newest line
+# runs all thirteen, the others msi and
 # intx: the driver's paths that depend on the kernel (the TPM core's
 # contract, the send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are
 # on every line, and what depends on QEMU alone is tested once.
@@ -39,7 +41,7 @@ images=$VTPM_CACHE/guest/image
 logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi vm)
+CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi vm move)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -94,26 +96,116 @@ boot() {
     fi
 }
 
-run_swtpm() {
-    local dir status
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-swtpm.XXXXXX")
+# wait_unlocked DIR: until no process holds swtpm's lock on DIR/.lock
+# (swtpm --terminate ends after QEMU, not with it)
+wait_unlocked() {
+    timeout 60 python3 -c 'import fcntl, sys
+fcntl.lockf(open(sys.argv[1], "a"), fcntl.LOCK_EX)' "$1/.lock"
+}
+
+# swtpm_boot NAME APPEND DIR: boot NAME with swtpm, its state in DIR,
+# behind the card; return once swtpm has let go of DIR
+swtpm_boot() {
+    local name=$1 append=$2 dir=$3 run
+    run=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-swtpm.XXXXXX")
     # With --daemon, swtpm returns once its control socket listens;
     # --terminate ends it when QEMU disconnects.
     if ! swtpm socket --tpm2 --daemon --terminate \
-            --tpmstate "dir=$dir" --pid "file=$dir/pid" \
-            --ctrl "type=unixio,path=$dir/sock" --log "file=$dir/log"; then
-        report "e2e/$line/swtpm: start swtpm" 1
-        rm -rf "$dir"
-        return
+            --tpmstate "dir=$dir" --pid "file=$run/pid" \
+            --ctrl "type=unixio,path=$run/sock" --log "file=$run/log"; then
+        report "e2e/$line/$name: start swtpm" 1
+        rm -rf "$run"
+        return 1
     fi
-    boot swtpm "vtpm.irq=msi" \
-        -chardev "socket,id=chrtpm,path=$dir/sock" \
+    boot "$name" "$append" \
+        -chardev "socket,id=chrtpm,path=$run/sock" \
         -tpmdev emulator,id=tpm0,chardev=chrtpm \
         -device vtpm-pci,tpmdev=tpm0
     # Normally gone already (--terminate), with its pid file
-    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2> /dev/null; then
-        kill "$(cat "$dir/pid")"
+    if [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2> /dev/null; then
+        kill "$(cat "$run/pid")"
     fi
+    wait_unlocked "$dir"
+    rm -rf "$run"
+}
+
+run_swtpm() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-swtpm.XXXXXX")
+    swtpm_boot swtpm "vtpm.irq=msi" "$dir"
+    rm -rf "$dir"
+}
+
+# provision DIR: a TPM 2.0 in DIR/tpm, made by swtpm_setup as libvirt has
+# it make one, with an EK certificate and a platform certificate from a
+# local CA in DIR/ca (swtpm-localca), its NV locked
+provision() {
+    local dir=$1
+    mkdir "$dir/tpm" "$dir/ca" &&
+    printf '%s\n' "create_certs_tool = swtpm_localca" \
+        "create_certs_tool_config = $dir/localca.conf" \
+        "create_certs_tool_options = $dir/localca.options" \
+        > "$dir/swtpm_setup.conf" &&
+    printf '%s\n' "statedir = $dir/ca" "signingkey = $dir/ca/signkey.pem" \
+        "issuercert = $dir/ca/issuercert.pem" \
+        "certserial = $dir/ca/certserial" > "$dir/localca.conf" &&
+    printf '%s\n' "--platform-manufacturer QEMU" "--platform-version 2.1" \
+        "--platform-model vtpm-pci" > "$dir/localca.options" &&
+    swtpm_setup --tpm2 --tpmstate "dir://$dir/tpm" \
+        --config "$dir/swtpm_setup.conf" --create-ek-cert \
+        --create-platform-cert --lock-nvram
+}
+
+# move_certs LOG DIR EK: the certificates the guest printed (VTPM-E2E-CERT)
+# verify against the local CA of provision DIR, and the EK certificate's
+# public key is the EK whose digest (of its DER) is EK
+move_certs() {
+    local log=$1 dir=$2 ek=$3 name hex n=0 key
+    while read -r name hex; do
+        printf '%s' "$hex" | perl -ne 'print pack("H*", $_)' > "$dir/$name.der" &&
+        openssl x509 -inform DER -in "$dir/$name.der" -out "$dir/$name.pem" &&
+        openssl verify -CAfile "$dir/ca/swtpm-localca-rootca-cert.pem" \
+            -untrusted "$dir/ca/issuercert.pem" "$dir/$name.pem" || return 1
+        n=$((n + 1))
+    done < <(tr -d '\r' < "$log" | sed -n 's/^.*VTPM-E2E-CERT: //p')
+    [ $n -eq 3 ] || { echo "$n certificates, not 3"; return 1; }
+    key=$(openssl x509 -in "$dir/rsa-ek.pem" -pubkey -noout |
+          openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+    [ "$key" = "$ek" ] || { echo "the EK certificate's key is not the EK"; return 1; }
+}
+
+# A TPM that swtpm_setup provisioned moves, on swtpm's state directory:
+# made in swtpm, used in QEMU's in-process TPM behind the card and then
+# behind tpm-crb, and back in swtpm; each step checks what the one
+# before left and changes it (init's vtpm.move)
+run_move() {
+    local dir ek key name status
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-e2e-move.XXXXXX")
+    name="e2e/$line/move: swtpm_setup provisions a TPM 2.0 with EK and platform certificates"
+    provision "$dir" > "$dir/setup.log" 2>&1
+    status=$?
+    report "$name" $status
+    if [ $status -ne 0 ]; then
+        tail -n 20 "$dir/setup.log" | sed 's/^/#   /'
+        rm -rf "$dir"
+        return
+    fi
+    swtpm_boot move-1 "vtpm.move=1" "$dir/tpm"
+    ek=$(tr -d '\r' < "$logs/$line-move-1.log" | sed -n 's/^.*VTPM-E2E-EK: //p')
+    key=$(tr -d '\r' < "$logs/$line-move-1.log" | sed -n 's/^.*VTPM-E2E-KEY: //p')
+    if [ -z "$ek" ] || [ -z "$key" ]; then
+        report "e2e/$line/move: step 1 gave the EK's and the key's digests" 1
+        rm -rf "$dir"
+        return
+    fi
+    set -- "vtpm.ek=$ek vtpm.key=$key" -tpmdev "libtpms,id=tpm0,dir=$dir/tpm"
+    boot move-2 "vtpm.move=2 $1" "${@:2}" -device vtpm-pci,tpmdev=tpm0
+    move_certs "$logs/$line-move-2.log" "$dir" "$ek" > "$dir/certs.log" 2>&1
+    status=$?
+    report "e2e/$line/move: the certificates the guest read verify against the local CA; the EK certificate's key is tpm2_createek's" $status
+    [ $status -eq 0 ] || sed 's/^/#   /' "$dir/certs.log"
+    boot move-3 "vtpm.move=3 $1" "${@:2}" -device tpm-crb,tpmdev=tpm0
+    swtpm_boot move-4 "vtpm.move=4 $1" "$dir/tpm"
     rm -rf "$dir"
 }
 
@@ -366,6 +458,9 @@ run() {
         ;;
     ppi)
         run_ppi
+        ;;
+    move)
+        run_move
         ;;
     esac
 }
