@@ -2777,7 +2777,7 @@ int main(int argc, char **argv)
         qtest_add_func("/tpm-libtpms/swtpm/dir-refused",
                        test_swtpm_dir_refused);
     }
-    if (newer) {
+    if (newer && *newer) {
         add_swtpm_tests("swtpm-newer", newer, true);
     }
     qtest_add_func("/tpm-libtpms/swtpm/lock-file", test_swtpm_lock_file);
