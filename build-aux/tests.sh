@@ -6,6 +6,7 @@
 
 QTESTS=(
     vtpm-pci-test
+    vtpm-pci-buffer-test
     pci-bridge-io-pin-test
     vtpm-pci-swtpm-test
     tpm-libtpms-test

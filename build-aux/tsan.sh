@@ -41,7 +41,7 @@ TIMEOUT_MULTIPLIER=${TSAN_TIMEOUT_MULTIPLIER:-10}
 
 # The qtests whose TPM commands cross threads: the card with polling
 # (poll-ns, long commands that miss the poll, reset and unplug
-# mid-command) and without; libtpms behind tpm-crb and tpm-tis (the
+# mid-command) and without, through DATA and through BAR 2; libtpms behind tpm-crb and tpm-tis (the
 # thread pool); the state file with migration mid-command (the drain);
 # swtpm behind the card, with a command in flight at migration; the fuzz
 # reproducers, whose completions reset and unplug the card (and join the
@@ -52,6 +52,7 @@ TIMEOUT_MULTIPLIER=${TSAN_TIMEOUT_MULTIPLIER:-10}
 # pool path again, with swtpm), the QOM tests.
 NAMES=(
     vtpm-pci-test
+    vtpm-pci-buffer-test
     tpm-libtpms-test
     tpm-libtpms-state-test
     vtpm-pci-swtpm-test

@@ -38,12 +38,14 @@ import tempfile
 
 # The register targets' actions (vtpm_pci_fuzz.c)
 OP_COMMAND, OP_DATA_OUT, OP_DATA_IN, OP_REG_OUT, OP_REG_IN, OP_CONTROL, \
-    OP_WAIT, OP_CONFIG, OP_RESET, OP_CANCEL = range(10)
+    OP_WAIT, OP_CONFIG, OP_RESET, OP_CANCEL, OP_BUFFER_COMMAND, \
+    OP_BUFFER_WRITE = range(12)
 
 # vtpm-pci registers (include/hw/tpm/vtpm_pci.h)
 REG_STATUS, REG_CONTROL, REG_LOCALITY, REG_INT_ENABLE, REG_INT_STATUS, \
     REG_DATA = 0x0c, 0x10, 0x20, 0x24, 0x28, 0x30
-CONTROL_START, CONTROL_CANCEL, CONTROL_ABORT, CONTROL_QUERY = 1, 2, 4, 8
+CONTROL_START, CONTROL_CANCEL, CONTROL_ABORT, CONTROL_QUERY, \
+    CONTROL_START_BUFFER = 1, 2, 4, 8, 0x10
 
 # The migration target's flag: fix the TPM state's digests after the edits
 MIGRATION_FIX_DIGESTS = 0x80
@@ -256,6 +258,39 @@ def op_command(frame):
 
 def register_input(frames):
     return b''.join(op_command(f) for f in frames)
+
+
+def op_buffer_command(frame):
+    return u8(OP_BUFFER_COMMAND) + u16(len(frame)) + frame
+
+
+def buffer_inputs(sequences, startup):
+    """The same sequences through BAR 2, and the two ways mixed"""
+    inputs = {'buffer-' + k: b''.join(op_buffer_command(f) for f in v)
+              for k, v in sequences.items()}
+    # Every other command through the DATA port
+    inputs.update({'buffer-mixed-' + k: b''.join(
+        (op_buffer_command if i % 2 else op_command)(f)
+        for i, f in enumerate(v)) for k, v in sequences.items()})
+    start = op_buffer_command(startup)
+    inputs.update({
+        # BAR 2 written while the command runs, then a command again
+        'buffer-overwrite': u8(OP_BUFFER_WRITE) + u16(0) + u8(len(startup)) +
+        startup + u8(OP_CONTROL) + u8(CONTROL_START_BUFFER) +
+        u8(OP_BUFFER_WRITE) + u16(2) + u8(4) + u32(0xffffffff) +
+        u8(OP_WAIT) + start,
+        # START_BUFFER with a command half written on DATA, then ABORT
+        'buffer-receiving': u8(OP_DATA_OUT) + u8(2) + u8(1) + startup[:4] +
+        u8(OP_CONTROL) + u8(CONTROL_START_BUFFER) + u8(OP_CONTROL) +
+        u8(CONTROL_ABORT) + start,
+        # BAR 2 moved, turned off and on (memory decode)
+        'buffer-config': start + u8(OP_CONFIG) + u8(0x18) + u8(2) +
+        u32(0xe2000000)[::-1] + start + u8(OP_CONFIG) + u8(0x04) + u8(1) +
+        u32(1)[::-1] + start + u8(OP_CONFIG) + u8(0x18) + u8(2) +
+        u32(0xe1000000)[::-1] + u8(OP_CONFIG) + u8(0x04) + u8(1) +
+        u32(3)[::-1] + start,
+    })
+    return inputs
 
 
 def card_inputs(startup):
@@ -498,6 +533,10 @@ def main():
     }
     corpora['vtpm-pci-fuzz'].update(card_inputs(STARTUP))
     corpora['vtpm-pci-tpm12-fuzz'].update(card_inputs(STARTUP12))
+    corpora['vtpm-pci-fuzz'].update(buffer_inputs(tpm2_sequences(),
+                                                  STARTUP))
+    corpora['vtpm-pci-tpm12-fuzz'].update(buffer_inputs(tpm12_sequences(),
+                                                        STARTUP12))
     corpora['vtpm-pci-fuzz'].update(oversize_inputs(STARTUP))
     corpora['vtpm-pci-tpm12-fuzz'].update(oversize_inputs(STARTUP12))
     corpora['vtpm-pci-hotplug-fuzz'] = hotplug_inputs()

@@ -7,6 +7,15 @@
  * handed to the TPM backend (which runs it in a worker thread), and its
  * response is read back from DATA.  Completion raises an interrupt.
  *
+ * BAR 2 is RAM: a guest may put a whole command there instead, start it
+ * with CONTROL.START_BUFFER and find the response there, so that a
+ * command costs two trapped accesses (START_BUFFER, RSP_SIZE) however
+ * long it is.
+ *
+ * The command state machine is vtpm_engine.c's; this file is the card
+ * around it: the registers' decoding, the BARs, the interrupt, pinned
+ * ports, the backend's life, reset and migration.
+ *
  * Registers are 32 bits wide and may be accessed with 1, 2 or 4 byte port
  * accesses at any offset that stays inside one register; DATA only at its
  * own offset, where every access moves 1, 2 or 4 bytes of the stream.
@@ -19,12 +28,8 @@
 #include "qemu/osdep.h"
 #include "qemu/bitops.h"
 #include "qemu/bswap.h"
-#include "qemu/error-report.h"
-#include "qemu/log.h"
-#include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/range.h"
-#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci_bridge.h"
@@ -36,6 +41,7 @@
 #include "system/tpm_libtpms.h"
 #include "system/tpm_util.h"
 #include "trace.h"
+#include "vtpm_engine.h"
 
 OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
 
@@ -53,87 +59,32 @@ struct VTPMPCIState {
     PCIDevice parent_obj;
 
     MemoryRegion io;
+    MemoryRegion buffer;        /* BAR 2 */
+    bool buffer_bar;            /* ... which the card has */
     uint32_t iobase;            /* pinned base of BAR 0, or IOBASE_NONE */
     uint32_t poll_ns;           /* 0: commands complete in the main loop */
     char *tpmdev;               /* the -tpmdev to attach at realize */
     TPMBackend *tpmbe;
     bool own_tpmbe;             /* created by the card, not -tpmdev */
-    TPMBackendCmd cmd;
-    uint32_t buffer_size;       /* largest command/response, <= buf size */
-    uint8_t *buf;               /* the command, then its response */
+    VTPMEngine engine;          /* the command state machine and buffer */
 
-    /* Guest-visible state */
-    uint32_t state;             /* enum VTPMCmdState */
-    uint32_t error;             /* enum VTPMError */
+    /* Guest-visible registers of the card's own */
     uint32_t scratch;
-    uint32_t locality;
     uint32_t int_enable;
     uint32_t int_status;
-    uint32_t cmd_len;           /* command bytes received */
-    bool overflow;              /* ... and more were dropped */
-    uint32_t rsp_len;           /* response bytes */
-    uint32_t rsp_pos;           /* response bytes read so far */
-    uint32_t flags;             /* STATUS.FLAGS_VALID to OWNED */
-
-    /* The card's own commands asking the TPM for its flags */
-    unsigned query_step;        /* 0: none; else the command in flight */
-    uint32_t query_flags;       /* flags gathered so far */
-    QEMUBH *query_bh;           /* sends the next command of the query */
-    int64_t start_ns;           /* when the command in flight was started */
-    bool starting;              /* within the access that starts it */
-    bool start_failed;          /* the TPM failed to start, and we said so */
 
     /* Not migrated: derived from the state above */
     bool irq_level;
 
-    /*
-     * The registers and buffer as the migration stream has them.  A load
-     * fills these, and the card takes them only once they agree with
-     * each other and with the PCI state loaded before them: a refused
-     * stream leaves every register and the buffer as they were.
-     */
+    /* The registers as the migration stream has them: see post_load */
     struct {
-        uint32_t state;
-        uint32_t error;
         uint32_t scratch;
-        uint32_t locality;
         uint32_t int_enable;
         uint32_t int_status;
-        uint32_t cmd_len;
-        bool overflow;
-        uint32_t rsp_len;
-        uint32_t rsp_pos;
-        uint32_t flags;
-        uint32_t data_len;      /* bytes of buf in the stream */
-        uint8_t *buf;           /* buf when saving, load_buf when loading */
     } mig;
-    uint8_t *load_buf;
 
     uint64_t commands;          /* guest commands started: a statistic */
 };
-
-static const char *const vtpm_pci_state_names[] = {
-    [VTPM_STATE_IDLE] = "idle",
-    [VTPM_STATE_RECEIVING] = "receiving",
-    [VTPM_STATE_EXECUTING] = "executing",
-    [VTPM_STATE_COMPLETE] = "complete",
-};
-
-static void vtpm_pci_set_state(VTPMPCIState *s, enum VTPMCmdState state)
-{
-    trace_vtpm_pci_state(vtpm_pci_state_names[s->state],
-                         vtpm_pci_state_names[state]);
-    s->state = state;
-}
-
-/* Refuse a guest request: log it once, remember why, change nothing else */
-static void vtpm_pci_refuse(VTPMPCIState *s, enum VTPMError error,
-                            const char *what)
-{
-    qemu_log_mask(LOG_GUEST_ERROR, "vtpm-pci: %s (state %s)\n", what,
-                  vtpm_pci_state_names[s->state]);
-    s->error = error;
-}
 
 /*
  * Bring the interrupt in line with INT_STATUS and INT_ENABLE.  Its
@@ -163,201 +114,34 @@ static void vtpm_pci_update_irq(VTPMPCIState *s)
     }
 }
 
-static uint32_t vtpm_pci_status(VTPMPCIState *s)
+/* Put the response to a START_BUFFER command in BAR 2 */
+static void vtpm_pci_buffer_fill(VTPMPCIState *s)
 {
-    uint32_t val = s->flags;
+    VTPMEngine *e = &s->engine;
 
-    val = FIELD_DP32(val, VTPM_STATUS, STATE, s->state);
-    val = FIELD_DP32(val, VTPM_STATUS, ERROR, s->error != VTPM_ERR_NONE);
-    switch (tpm_backend_get_tpm_version(s->tpmbe)) {
-    case TPM_VERSION_1_2:
-        val = FIELD_DP32(val, VTPM_STATUS, FAMILY, VTPM_FAMILY_TPM12);
-        break;
-    case TPM_VERSION_2_0:
-        val = FIELD_DP32(val, VTPM_STATUS, FAMILY, VTPM_FAMILY_TPM20);
-        break;
-    default:
-        break;
+    memcpy(memory_region_get_ram_ptr(&s->buffer), e->buf, e->rsp_len);
+    memory_region_set_dirty(&s->buffer, 0, e->rsp_len);
+}
+
+/* The engine finished a command or a flags query */
+static void vtpm_pci_completed(void *opaque)
+{
+    VTPMPCIState *s = opaque;
+    VTPMEngine *e = &s->engine;
+
+    /* The response is in BAR 2 before the guest can see COMPLETE */
+    if (e->state == VTPM_STATE_COMPLETE && e->from_memory) {
+        vtpm_pci_buffer_fill(s);
     }
-    return val;
-}
-
-static void vtpm_pci_discard(VTPMPCIState *s)
-{
-    s->cmd_len = 0;
-    s->overflow = false;
-    s->rsp_len = 0;
-    s->rsp_pos = 0;
-    s->error = VTPM_ERR_NONE;
-}
-
-static void vtpm_pci_deliver(VTPMPCIState *s, uint32_t len, uint8_t locty)
-{
-    trace_vtpm_pci_command(tpm_cmd_get_ordinal(s->buf), len, locty);
-    s->start_ns = get_clock();
-    vtpm_pci_set_state(s, VTPM_STATE_EXECUTING);
-    s->cmd = (TPMBackendCmd) {
-        .locty = locty,
-        .in = s->buf,
-        .in_len = len,
-        .out = s->buf,
-        .out_len = s->buffer_size,
-    };
-    /* With poll-ns, a short command completes before this returns */
-    s->starting = true;
-    tpm_backend_deliver_request(s->tpmbe, &s->cmd);
-    s->starting = false;
-}
-
-/* The query is over: the card is idle, and says it finished */
-static void vtpm_pci_query_end(VTPMPCIState *s)
-{
-    s->query_step = 0;
-    vtpm_pci_set_state(s, VTPM_STATE_IDLE);
     s->int_status = FIELD_DP32(s->int_status, VTPM_INT_STATUS, COMPLETE, 1);
     vtpm_pci_update_irq(s);
 }
 
-/*
- * The flags query (CONTROL.QUERY).  TPM 2.0: one TPM2_GetCapability of
- * TPM_PT_PERMANENT and TPM_PT_STARTUP_CLEAR.  TPM 1.2: TPM_GetCapability
- * of the permanent flags, then of TPM_CAP_PROP_OWNER.
- */
-
-/* Write the query's next command to buf; returns its length, 0 if done */
-static uint32_t vtpm_pci_query_command(VTPMPCIState *s)
-{
-    uint8_t *b = s->buf;
-
-    if (tpm_backend_get_tpm_version(s->tpmbe) == TPM_VERSION_2_0) {
-        if (s->query_step > 1) {
-            return 0;
-        }
-        stw_be_p(b, TPM2_ST_NO_SESSIONS);
-        stl_be_p(b + 2, 22);
-        stl_be_p(b + 6, TPM2_CC_GetCapability);
-        stl_be_p(b + 10, TPM2_CAP_TPM_PROPERTIES);
-        stl_be_p(b + 14, TPM2_PT_PERMANENT);
-        stl_be_p(b + 18, 2);                    /* and STARTUP_CLEAR */
-        return 22;
-    }
-    if (s->query_step > 2) {
-        return 0;
-    }
-    stw_be_p(b, TPM_TAG_RQU_COMMAND);
-    stl_be_p(b + 2, 22);
-    stl_be_p(b + 6, TPM_ORD_GetCapability);
-    stl_be_p(b + 10, s->query_step == 1 ? TPM_CAP_FLAG : TPM_CAP_PROPERTY);
-    stl_be_p(b + 14, 4);                        /* subCapSize */
-    stl_be_p(b + 18, s->query_step == 1 ? TPM_CAP_FLAG_PERMANENT :
-                                          TPM_CAP_PROP_OWNER);
-    return 22;
-}
-
-/* Fold the response in buf (@len bytes) into query_flags */
-static bool vtpm_pci_query_parse(VTPMPCIState *s, uint32_t len)
-{
-    const uint8_t *b = s->buf;
-    uint32_t *f = &s->query_flags;
-
-    if (tpm_cmd_get_errcode(b) != 0) {
-        return false;
-    }
-    if (tpm_backend_get_tpm_version(s->tpmbe) == TPM_VERSION_2_0) {
-        /* moreData, capability, count, then (property, value) pairs */
-        uint32_t count, i;
-        uint8_t found = 0;
-
-        if (len < 19 || ldl_be_p(b + 11) != TPM2_CAP_TPM_PROPERTIES) {
-            return false;
-        }
-        count = ldl_be_p(b + 15);
-        for (i = 0; i < count && 19 + 8 * i + 8 <= len; i++) {
-            uint32_t prop = ldl_be_p(b + 19 + 8 * i);
-            uint32_t value = ldl_be_p(b + 23 + 8 * i);
-
-            if (prop == TPM2_PT_PERMANENT) {
-                *f = FIELD_DP32(*f, VTPM_STATUS, OWNED,
-                                !!(value & TPMA_PERMANENT_OWNERAUTHSET));
-                found |= 1;
-            } else if (prop == TPM2_PT_STARTUP_CLEAR) {
-                *f = FIELD_DP32(*f, VTPM_STATUS, ENABLED,
-                                !!(value & TPMA_STARTUP_CLEAR_SHENABLE));
-                *f = FIELD_DP32(*f, VTPM_STATUS, ACTIVATED,
-                                !!(value & TPMA_STARTUP_CLEAR_EHENABLE));
-                found |= 2;
-            }
-        }
-        return found == 3;
-    }
-    /* respSize, then TPM_PERMANENT_FLAGS or a BOOL */
-    if (s->query_step == 1) {
-        /* tag, disable, ownership, deactivated, ... */
-        if (len < 19 || lduw_be_p(b + 14) != TPM_TAG_PERMANENT_FLAGS) {
-            return false;
-        }
-        *f = FIELD_DP32(*f, VTPM_STATUS, ENABLED, !b[16]);
-        *f = FIELD_DP32(*f, VTPM_STATUS, ACTIVATED, !b[18]);
-        return true;
-    }
-    if (len < 15 || ldl_be_p(b + 10) != 1) {
-        return false;
-    }
-    *f = FIELD_DP32(*f, VTPM_STATUS, OWNED, !!b[14]);
-    return true;
-}
-
-/*
- * Send the query's next command, or publish what it found.  Not from the
- * backend's completion callback, which may not start another request.
- */
-static void vtpm_pci_query_next(void *opaque)
-{
-    VTPMPCIState *s = opaque;
-    uint32_t len;
-
-    s->query_step++;
-    len = vtpm_pci_query_command(s);
-    if (len) {
-        vtpm_pci_deliver(s, len, 0);
-        return;
-    }
-    s->flags = FIELD_DP32(s->query_flags, VTPM_STATUS, FLAGS_VALID, 1);
-    trace_vtpm_pci_flags(s->flags);
-    vtpm_pci_query_end(s);
-}
-
-/* The backend finished the command: make its response readable */
 static void vtpm_pci_request_completed(TPMIf *ti, int ret)
 {
     VTPMPCIState *s = VTPM_PCI(ti);
-    uint32_t len = tpm_cmd_get_size(s->buf);
 
-    if (ret != 0 || len < sizeof(struct tpm_resp_hdr) ||
-        len > s->buffer_size) {
-        /* No usable response: give the guest a well-formed TPM failure */
-        tpm_util_write_fatal_error_response(s->buf, s->buffer_size);
-        len = tpm_cmd_get_size(s->buf);
-    }
-    trace_vtpm_pci_response(tpm_cmd_get_errcode(s->buf), len,
-                            get_clock() - s->start_ns,
-                            s->starting ? "within START" : "later");
-
-    if (s->query_step) {
-        if (vtpm_pci_query_parse(s, len)) {
-            qemu_bh_schedule(s->query_bh);
-        } else {
-            trace_vtpm_pci_flags(0);
-            vtpm_pci_query_end(s);
-        }
-        return;
-    }
-
-    s->rsp_len = len;
-    s->rsp_pos = 0;
-    vtpm_pci_set_state(s, VTPM_STATE_COMPLETE);
-    s->int_status = FIELD_DP32(s->int_status, VTPM_INT_STATUS, COMPLETE, 1);
-    vtpm_pci_update_irq(s);
+    vtpm_engine_request_completed(&s->engine, ret);
 }
 
 static enum TPMVersion vtpm_pci_get_version(TPMIf *ti)
@@ -367,134 +151,42 @@ static enum TPMVersion vtpm_pci_get_version(TPMIf *ti)
     return tpm_backend_get_tpm_version(s->tpmbe);
 }
 
-static void vtpm_pci_start(VTPMPCIState *s)
-{
-    switch (s->state) {
-    case VTPM_STATE_IDLE:
-        vtpm_pci_refuse(s, VTPM_ERR_LENGTH, "START with no command written");
-        return;
-    case VTPM_STATE_RECEIVING:
-        break;
-    default:
-        vtpm_pci_refuse(s, VTPM_ERR_STATE, "START while busy");
-        return;
-    }
-
-    if (s->overflow || s->cmd_len > s->buffer_size) {
-        vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
-                        "START of a command longer than the buffer");
-    } else if (s->cmd_len < sizeof(struct tpm_req_hdr)) {
-        vtpm_pci_refuse(s, VTPM_ERR_LENGTH,
-                        "START of a command shorter than its header");
-    } else if (tpm_cmd_get_size(s->buf) != s->cmd_len) {
-        vtpm_pci_refuse(s, VTPM_ERR_LENGTH,
-                        "START of a command whose header size differs "
-                        "from the bytes written");
-    } else {
-        s->commands++;
-        vtpm_pci_deliver(s, s->cmd_len, s->locality);
-        return;
-    }
-    /* The command is dropped; the error stays visible until the next one */
-    s->cmd_len = 0;
-    s->overflow = false;
-    vtpm_pci_set_state(s, VTPM_STATE_IDLE);
-}
-
 static void vtpm_pci_control(VTPMPCIState *s, uint32_t val)
 {
+    VTPMEngine *e = &s->engine;
+
     switch (val) {
     case R_VTPM_CONTROL_START_MASK:
-        vtpm_pci_start(s);
+        if (vtpm_engine_start(e)) {
+            s->commands++;
+        }
+        break;
+    case R_VTPM_CONTROL_START_BUFFER_MASK:
+        if (!s->buffer_bar) {
+            vtpm_engine_refuse(e, VTPM_ERR_VALUE,
+                               "START_BUFFER on a card without buffer BAR");
+        } else if (vtpm_engine_start_from(e,
+                       memory_region_get_ram_ptr(&s->buffer),
+                       VTPM_PCI_BUFFER_MAX)) {
+            s->commands++;
+        }
         break;
     case R_VTPM_CONTROL_CANCEL_MASK:
-        if (s->state != VTPM_STATE_EXECUTING) {
-            vtpm_pci_refuse(s, VTPM_ERR_STATE,
-                            "CANCEL with no command executing");
-            break;
-        }
-        trace_vtpm_pci_cancel();
-        tpm_backend_cancel_cmd(s->tpmbe);
+        vtpm_engine_cancel(e);
         break;
     case R_VTPM_CONTROL_QUERY_MASK:
-        if (s->state != VTPM_STATE_IDLE) {
-            vtpm_pci_refuse(s, VTPM_ERR_STATE, "QUERY while busy");
-            break;
-        }
-        vtpm_pci_discard(s);
-        s->flags = 0;
-        s->query_flags = 0;
-        s->query_step = 0;
-        vtpm_pci_query_next(s);
+        vtpm_engine_query(e);
         break;
     case R_VTPM_CONTROL_ABORT_MASK:
-        if (s->state == VTPM_STATE_EXECUTING) {
-            vtpm_pci_refuse(s, VTPM_ERR_STATE,
-                            "ABORT while executing (CANCEL first)");
-            break;
-        }
-        vtpm_pci_discard(s);
-        vtpm_pci_set_state(s, VTPM_STATE_IDLE);
+        vtpm_engine_abort(e);
         break;
     default:
-        vtpm_pci_refuse(s, VTPM_ERR_VALUE,
-                        "CONTROL write with other than exactly one bit");
+        vtpm_engine_refuse(e, VTPM_ERR_VALUE,
+                           "CONTROL write with other than exactly one bit");
         break;
     }
 }
 
-static uint32_t vtpm_pci_data_read(VTPMPCIState *s, unsigned size)
-{
-    uint32_t val = 0;
-    unsigned i;
-
-    if (s->state != VTPM_STATE_COMPLETE) {
-        vtpm_pci_refuse(s, VTPM_ERR_STATE, "DATA read with no response");
-        return MAKE_64BIT_MASK(0, size * 8);
-    }
-    for (i = 0; i < size; i++) {
-        uint8_t byte = 0xff;
-
-        if (s->rsp_pos < MIN(s->rsp_len, s->buffer_size)) {
-            byte = s->buf[s->rsp_pos++];
-        } else if (s->error != VTPM_ERR_UNDERRUN) {
-            vtpm_pci_refuse(s, VTPM_ERR_UNDERRUN,
-                            "DATA read past the end of the response");
-        }
-        val |= byte << (i * 8);
-    }
-    if (s->rsp_pos >= s->rsp_len) {
-        /* All of it read: ready for the next command */
-        vtpm_pci_set_state(s, VTPM_STATE_IDLE);
-    }
-    return val;
-}
-
-static void vtpm_pci_data_write(VTPMPCIState *s, uint32_t val, unsigned size)
-{
-    unsigned i;
-
-    switch (s->state) {
-    case VTPM_STATE_IDLE:
-        vtpm_pci_discard(s);
-        vtpm_pci_set_state(s, VTPM_STATE_RECEIVING);
-        break;
-    case VTPM_STATE_RECEIVING:
-        break;
-    default:
-        vtpm_pci_refuse(s, VTPM_ERR_STATE, "DATA write while busy");
-        return;
-    }
-    for (i = 0; i < size; i++) {
-        if (s->cmd_len < s->buffer_size) {
-            s->buf[s->cmd_len++] = val >> (i * 8);
-        } else if (!s->overflow) {
-            s->overflow = true;
-            vtpm_pci_refuse(s, VTPM_ERR_OVERFLOW,
-                            "DATA write past the end of the buffer");
-        }
-    }
-}
 
 /*
  * Split a port access into the register it falls in and the bit position
@@ -515,12 +207,14 @@ static bool vtpm_pci_decode(hwaddr addr, unsigned size, hwaddr *reg,
 static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
 {
     VTPMPCIState *s = opaque;
+    VTPMEngine *e = &s->engine;
+    uint8_t bytes[4] = { 0 };
     hwaddr reg;
     unsigned shift;
     uint32_t val;
 
     if (!vtpm_pci_decode(addr, size, &reg, &shift)) {
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "misplaced register read");
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS, "misplaced register read");
         val = MAKE_64BIT_MASK(0, size * 8);
         trace_vtpm_pci_io_read(addr, size, val);
         return val;
@@ -538,19 +232,19 @@ static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
         val = s->scratch;
         break;
     case A_VTPM_STATUS:
-        val = vtpm_pci_status(s);
+        val = vtpm_engine_status(e);
         break;
     case A_VTPM_CMD_SIZE:
-        val = s->cmd_len;
+        val = e->cmd_len;
         break;
     case A_VTPM_RSP_SIZE:
-        val = s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
+        val = e->state == VTPM_STATE_COMPLETE ? e->rsp_len : 0;
         break;
     case A_VTPM_BUF_SIZE:
-        val = s->buffer_size;
+        val = e->buffer_size;
         break;
     case A_VTPM_LOCALITY:
-        val = s->locality;
+        val = e->locality;
         break;
     case A_VTPM_INT_ENABLE:
         val = s->int_enable;
@@ -559,17 +253,21 @@ static uint64_t vtpm_pci_io_read(void *opaque, hwaddr addr, unsigned size)
         val = s->int_status;
         break;
     case A_VTPM_ERROR:
-        val = s->error;
+        val = e->error;
+        break;
+    case A_VTPM_FEATURES:
+        val = FIELD_DP32(0, VTPM_FEATURES, BUFFER, s->buffer_bar);
         break;
     case A_VTPM_DATA:
-        val = vtpm_pci_data_read(s, size);
+        vtpm_engine_read(e, bytes, size);
+        val = ldl_le_p(bytes);
         trace_vtpm_pci_io_read(addr, size, val);
         return val;
     case A_VTPM_CONTROL:
         val = 0;        /* write-only */
         break;
     default:
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "read of a reserved offset");
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS, "read of a reserved offset");
         val = 0;
         break;
     }
@@ -583,23 +281,26 @@ static void vtpm_pci_io_write(void *opaque, hwaddr addr, uint64_t val64,
                               unsigned size)
 {
     VTPMPCIState *s = opaque;
+    VTPMEngine *e = &s->engine;
     uint32_t val = val64;
+    uint8_t bytes[4];
     hwaddr reg;
     unsigned shift;
 
     trace_vtpm_pci_io_write(addr, size, val);
 
     if (!vtpm_pci_decode(addr, size, &reg, &shift)) {
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "misplaced register write");
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS, "misplaced register write");
         return;
     }
     if (reg == A_VTPM_DATA) {
-        vtpm_pci_data_write(s, val, size);
+        stl_le_p(bytes, val);
+        vtpm_engine_write(e, bytes, size);
         return;
     }
     if (size != 4 && reg != A_VTPM_SCRATCH) {
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS,
-                        "narrow write to a control register");
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS,
+                           "narrow write to a control register");
         return;
     }
 
@@ -611,14 +312,7 @@ static void vtpm_pci_io_write(void *opaque, hwaddr addr, uint64_t val64,
         vtpm_pci_control(s, val);
         break;
     case A_VTPM_LOCALITY:
-        if (s->state != VTPM_STATE_IDLE) {
-            vtpm_pci_refuse(s, VTPM_ERR_STATE,
-                            "LOCALITY change during a command");
-        } else if (val > VTPM_PCI_LOCALITY_MAX) {
-            vtpm_pci_refuse(s, VTPM_ERR_VALUE, "LOCALITY out of range");
-        } else {
-            s->locality = val;
-        }
+        vtpm_engine_set_locality(e, val);
         break;
     case A_VTPM_INT_ENABLE:
         s->int_enable = val & R_VTPM_INT_ENABLE_COMPLETE_MASK;
@@ -635,10 +329,12 @@ static void vtpm_pci_io_write(void *opaque, hwaddr addr, uint64_t val64,
     case A_VTPM_RSP_SIZE:
     case A_VTPM_BUF_SIZE:
     case A_VTPM_ERROR:
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "write to a read-only register");
+    case A_VTPM_FEATURES:
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS,
+                           "write to a read-only register");
         break;
     default:
-        vtpm_pci_refuse(s, VTPM_ERR_ACCESS, "write to a reserved offset");
+        vtpm_engine_refuse(e, VTPM_ERR_ACCESS, "write to a reserved offset");
         break;
     }
 }
@@ -802,10 +498,16 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
     if (!vtpm_pci_pin(s, errp)) {
         return;
     }
-    pci_config_set_interrupt_pin(pci_dev->config, 1);
-    if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
+    if (s->buffer_bar &&
+        !memory_region_init_ram_nomigrate(&s->buffer, OBJECT(s),
+                                          "vtpm-pci-buffer",
+                                          VTPM_PCI_BUFFER_MAX, errp)) {
         pci_io_unpin(pci_dev);
         return;
+    }
+    pci_config_set_interrupt_pin(pci_dev->config, 1);
+    if (msix_init_exclusive_bar(pci_dev, 1, VTPM_PCI_MSIX_BAR, errp)) {
+        goto fail_buffer;
     }
     msix_vector_use(pci_dev, 0);
 
@@ -814,45 +516,44 @@ static void vtpm_pci_realize(PCIDevice *pci_dev, Error **errp)
                     !vtpm_pci_create_backend(s, errp)) {
         msix_unuse_all_vectors(pci_dev);
         msix_uninit_exclusive_bar(pci_dev);
-        pci_io_unpin(pci_dev);
-        return;
+        goto fail_buffer;
     }
 
-    s->query_bh = qemu_bh_new_guarded(vtpm_pci_query_next, s,
-                                      &DEVICE(s)->mem_reentrancy_guard);
-    s->buffer_size = MIN(tpm_backend_get_buffer_size(s->tpmbe),
-                         VTPM_PCI_BUFFER_MAX);
-    s->buf = g_malloc0(VTPM_PCI_BUFFER_MAX);
-    s->load_buf = g_malloc(VTPM_PCI_BUFFER_MAX);
+    vtpm_engine_init(&s->engine, DEVICE(s), s->tpmbe, vtpm_pci_completed, s);
 
     memory_region_init_io(&s->io, OBJECT(s), &vtpm_pci_io_ops, s,
                           "vtpm-pci-io", VTPM_PCI_BAR_SIZE);
     pci_register_bar(pci_dev, VTPM_PCI_BAR, PCI_BASE_ADDRESS_SPACE_IO,
                      &s->io);
-    tpm_backend_set_poll(s->tpmbe, s->poll_ns);
-}
-
-/* Wait until neither a guest command nor a flags query is in flight */
-static void vtpm_pci_drain(VTPMPCIState *s)
-{
-    tpm_backend_finish_sync(s->tpmbe);
-    while (s->query_step) {
-        aio_poll(qemu_get_aio_context(), true);
-        tpm_backend_finish_sync(s->tpmbe);
+    if (s->buffer_bar) {
+        /* Migrated as RAM; named after the card, unique to it */
+        vmstate_register_ram(&s->buffer, DEVICE(s));
+        pci_register_bar(pci_dev, VTPM_PCI_BUFFER_BAR,
+                         PCI_BASE_ADDRESS_SPACE_MEMORY |
+                         PCI_BASE_ADDRESS_MEM_PREFETCH, &s->buffer);
     }
+    tpm_backend_set_poll(s->tpmbe, s->poll_ns);
+    return;
+
+fail_buffer:
+    if (s->buffer_bar) {
+        object_unparent(OBJECT(&s->buffer));
+    }
+    pci_io_unpin(pci_dev);
 }
 
 static void vtpm_pci_exit(PCIDevice *pci_dev)
 {
     VTPMPCIState *s = VTPM_PCI(pci_dev);
 
-    vtpm_pci_drain(s);
-    qemu_bh_delete(s->query_bh);
+    vtpm_engine_drain(&s->engine);
+    vtpm_engine_finalize(&s->engine);
+    if (s->buffer_bar) {
+        vmstate_unregister_ram(&s->buffer, DEVICE(s));
+    }
     msix_unuse_all_vectors(pci_dev);
     msix_uninit_exclusive_bar(pci_dev);
     pci_io_unpin(pci_dev);
-    g_free(s->buf);
-    g_free(s->load_buf);
 
     /* Let the TPM go: a -tpmdev one to the next card, our own for good */
     tpm_backend_deinit(s->tpmbe);
@@ -866,37 +567,15 @@ static void vtpm_pci_reset_hold(Object *obj, ResetType type)
 {
     VTPMPCIState *s = VTPM_PCI(obj);
 
-    /*
-     * No completion comes after this for a command in flight: the backend
-     * waits for it, or leaves it to the TPM and drops the response
-     */
-    tpm_backend_reset(s->tpmbe);
-    qemu_bh_cancel(s->query_bh);
-
-    vtpm_pci_discard(s);
-    s->state = VTPM_STATE_IDLE;
+    vtpm_engine_reset(&s->engine);
+    if (s->buffer_bar) {
+        memset(memory_region_get_ram_ptr(&s->buffer), 0, VTPM_PCI_BUFFER_MAX);
+        memory_region_set_dirty(&s->buffer, 0, VTPM_PCI_BUFFER_MAX);
+    }
     s->scratch = 0;
-    s->flags = 0;
-    s->query_step = 0;
-    s->locality = 0;
     s->int_enable = 0;
     s->int_status = 0;
     s->irq_level = false;
-
-    /*
-     * On failure, commands get a TPM failure response and QEMU stays up.
-     * A guest can reset the card as often as it likes: say it once for a
-     * run of failed starts.
-     */
-    if (tpm_backend_startup_tpm(s->tpmbe, s->buffer_size) < 0) {
-        if (!s->start_failed) {
-            error_report("vtpm-pci: the TPM backend failed to start; "
-                         "commands fail until a reset starts it");
-        }
-        s->start_failed = true;
-    } else {
-        s->start_failed = false;
-    }
 }
 
 /*
@@ -922,23 +601,15 @@ static int vtpm_pci_pre_save(void *opaque)
 {
     VTPMPCIState *s = opaque;
 
-    /* Let a command in flight finish: its response migrates instead */
-    vtpm_pci_drain(s);
-    s->mig.state = s->state;
-    s->mig.error = s->error;
+    /*
+     * This waits for a command in flight.  Its response reaches BAR 2
+     * after the RAM has been sent, if it came from there: the stream
+     * carries it in the card's buffer too, and post_load puts it back.
+     */
+    vtpm_engine_pre_save(&s->engine);
     s->mig.scratch = s->scratch;
-    s->mig.locality = s->locality;
     s->mig.int_enable = s->int_enable;
     s->mig.int_status = s->int_status;
-    s->mig.cmd_len = s->cmd_len;
-    s->mig.overflow = s->overflow;
-    s->mig.rsp_len = s->rsp_len;
-    s->mig.rsp_pos = s->rsp_pos;
-    s->mig.flags = s->flags;
-    s->mig.data_len = s->state == VTPM_STATE_RECEIVING ? s->cmd_len :
-                      s->state == VTPM_STATE_COMPLETE ? s->rsp_len : 0;
-    s->mig.data_len = MIN(s->mig.data_len, s->buffer_size);
-    s->mig.buf = s->buf;
     return 0;
 }
 
@@ -946,12 +617,7 @@ static int vtpm_pci_pre_load(void *opaque)
 {
     VTPMPCIState *s = opaque;
 
-    /*
-     * loadvm over a running card: the command in flight ends before the
-     * stream arrives, so that its response cannot land on top of it
-     */
-    vtpm_pci_drain(s);
-    s->mig.buf = s->load_buf;
+    vtpm_engine_pre_load(&s->engine);
     return 0;
 }
 
@@ -959,7 +625,7 @@ static bool vtpm_pci_data_len_valid(void *opaque, int version_id)
 {
     VTPMPCIState *s = opaque;
 
-    return s->mig.data_len <= s->buffer_size;
+    return vtpm_engine_data_len_valid(&s->engine);
 }
 
 /* Does the stream's card, staged in s->mig, make sense as a whole? */
@@ -986,35 +652,19 @@ static bool vtpm_pci_load_check(VTPMPCIState *s, Error **errp)
                    "disagrees with the card's interrupt registers");
         return false;
     }
-    if (s->mig.state > VTPM_STATE_COMPLETE ||
-        s->mig.state == VTPM_STATE_EXECUTING ||
-        s->mig.cmd_len > s->buffer_size || s->mig.rsp_len > s->buffer_size ||
-        s->mig.rsp_pos > s->mig.rsp_len ||
-        s->mig.locality > VTPM_PCI_LOCALITY_MAX ||
-        (s->mig.flags & ~(R_VTPM_STATUS_FLAGS_VALID_MASK |
-                          R_VTPM_STATUS_ENABLED_MASK |
-                          R_VTPM_STATUS_ACTIVATED_MASK |
-                          R_VTPM_STATUS_OWNED_MASK)) ||
-        s->mig.error > VTPM_ERR_VALUE ||
-        (s->mig.int_enable & ~R_VTPM_INT_ENABLE_COMPLETE_MASK) ||
+    if ((s->mig.int_enable & ~R_VTPM_INT_ENABLE_COMPLETE_MASK) ||
         (s->mig.int_status & ~R_VTPM_INT_STATUS_COMPLETE_MASK)) {
         error_setg(errp, "vtpm-pci: inconsistent state in the migration "
                    "stream");
         return false;
     }
-    /* The buffer holds what the state says: the command, or a response */
-    if ((s->mig.state == VTPM_STATE_RECEIVING &&
-         s->mig.data_len != s->mig.cmd_len) ||
-        (s->mig.state == VTPM_STATE_COMPLETE &&
-         (s->mig.data_len != s->mig.rsp_len ||
-          s->mig.rsp_len < sizeof(struct tpm_resp_hdr) ||
-          tpm_cmd_get_size(s->mig.buf) != s->mig.rsp_len)) ||
-        (s->mig.state == VTPM_STATE_IDLE && s->mig.data_len)) {
-        error_setg(errp, "vtpm-pci: the migration stream's buffer does not "
-                   "match the card's state");
+    if (s->engine.mig.from_memory && !s->buffer_bar) {
+        error_setg(errp, "vtpm-pci: the migration stream has a response "
+                   "for the buffer BAR, and this card has none "
+                   "(buffer-bar=off)");
         return false;
     }
-    return true;
+    return vtpm_engine_load_check(&s->engine, errp);
 }
 
 static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
@@ -1034,21 +684,39 @@ static bool vtpm_pci_post_load(void *opaque, int version_id, Error **errp)
         return false;
     }
 
-    s->state = s->mig.state;
-    s->error = s->mig.error;
+    vtpm_engine_load_commit(&s->engine);
     s->scratch = s->mig.scratch;
-    s->locality = s->mig.locality;
     s->int_enable = s->mig.int_enable;
     s->int_status = s->mig.int_status;
-    s->cmd_len = s->mig.cmd_len;
-    s->overflow = s->mig.overflow;
-    s->rsp_len = s->mig.rsp_len;
-    s->rsp_pos = s->mig.rsp_pos;
-    s->flags = s->mig.flags;
-    memcpy(s->buf, s->mig.buf, s->mig.data_len);
     s->irq_level = s->int_status & s->int_enable;
+    /*
+     * RAM may have been sent before the source's card finished the
+     * command (see pre_save): put the response where the guest expects it
+     */
+    if (s->engine.from_memory) {
+        vtpm_pci_buffer_fill(s);
+    }
     return true;
 }
+
+static bool vtpm_pci_buffer_needed(void *opaque)
+{
+    VTPMPCIState *s = opaque;
+
+    return s->engine.mig.from_memory;
+}
+
+/* A response to a START_BUFFER command, which BAR 2 also holds */
+static const VMStateDescription vmstate_vtpm_pci_buffer = {
+    .name = TYPE_VTPM_PCI "/buffer",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = vtpm_pci_buffer_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(engine.mig.from_memory, VTPMPCIState),
+        VMSTATE_END_OF_LIST()
+    },
+};
 
 static const VMStateDescription vmstate_vtpm_pci = {
     .name = TYPE_VTPM_PCI,
@@ -1060,23 +728,27 @@ static const VMStateDescription vmstate_vtpm_pci = {
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, VTPMPCIState),
         VMSTATE_MSIX(parent_obj, VTPMPCIState),
-        VMSTATE_UINT32(mig.state, VTPMPCIState),
-        VMSTATE_UINT32(mig.error, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.state, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.error, VTPMPCIState),
         VMSTATE_UINT32(mig.scratch, VTPMPCIState),
-        VMSTATE_UINT32(mig.locality, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.locality, VTPMPCIState),
         VMSTATE_UINT32(mig.int_enable, VTPMPCIState),
         VMSTATE_UINT32(mig.int_status, VTPMPCIState),
-        VMSTATE_UINT32(mig.cmd_len, VTPMPCIState),
-        VMSTATE_BOOL(mig.overflow, VTPMPCIState),
-        VMSTATE_UINT32(mig.rsp_len, VTPMPCIState),
-        VMSTATE_UINT32(mig.rsp_pos, VTPMPCIState),
-        VMSTATE_UINT32(mig.flags, VTPMPCIState),
-        VMSTATE_UINT32(mig.data_len, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.cmd_len, VTPMPCIState),
+        VMSTATE_BOOL(engine.mig.overflow, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.rsp_len, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.rsp_pos, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.flags, VTPMPCIState),
+        VMSTATE_UINT32(engine.mig.data_len, VTPMPCIState),
         VMSTATE_VALIDATE("data_len fits the buffer",
                          vtpm_pci_data_len_valid),
-        VMSTATE_VBUFFER_UINT32(mig.buf, VTPMPCIState, 1, NULL,
-                               mig.data_len),
+        VMSTATE_VBUFFER_UINT32(engine.mig.buf, VTPMPCIState, 1, NULL,
+                               engine.mig.data_len),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_vtpm_pci_buffer,
+        NULL
     },
 };
 
@@ -1085,6 +757,7 @@ static const Property vtpm_pci_properties[] = {
     DEFINE_PROP_UINT32("iobase", VTPMPCIState, iobase, VTPM_PCI_IOBASE_NONE),
     DEFINE_PROP_UINT32("poll-ns", VTPMPCIState, poll_ns,
                        VTPM_PCI_POLL_NS_DEFAULT),
+    DEFINE_PROP_BOOL("buffer-bar", VTPMPCIState, buffer_bar, true),
 };
 
 static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
@@ -1115,6 +788,9 @@ static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
     object_class_property_set_description(klass, "poll-ns",
         "how long a START write waits for the TPM, in ns (0-1000000); "
         "0: every command completes later, by interrupt");
+    object_class_property_set_description(klass, "buffer-bar",
+        "give the card BAR 2, a RAM buffer for whole commands "
+        "(CONTROL.START_BUFFER); off: the DATA port only");
     rc->phases.hold = vtpm_pci_reset_hold;
     rc->phases.exit = vtpm_pci_reset_exit;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);

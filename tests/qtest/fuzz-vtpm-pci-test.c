@@ -149,7 +149,8 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     g_autofree char *stream = g_build_filename(tmp_dir, "stream", NULL);
     g_autofree char *uri = g_strdup_printf("file:%s", stream);
     g_autofree char *img = NULL, *orig = NULL;
-    const char *idstr = "/vtpm-pci";
+    /* The card's idstr ends its path on the bus; instance id 0 follows */
+    static const char idstr[] = "/vtpm-pci\0\0\0\0";
     uint8_t rsp[32];
     char *config;
     gsize len;
@@ -163,12 +164,15 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     migration_assert_end(s, "completed", NULL);
     qtest_quit(s);
 
-    /* After the idstr: instance id, version, PCIDevice's version_id */
+    /*
+     * After the idstr and instance id: version, PCIDevice's version_id.
+     * (The RAM block of BAR 2 is named "<path>/vtpm-pci-buffer".)
+     */
     g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
     orig = g_memdup2(img, len);
-    config = memmem(img, len, idstr, strlen(idstr));
+    config = memmem(img, len, idstr, sizeof(idstr) - 1);
     g_assert_nonnull(config);
-    config += strlen(idstr) + 12;
+    config += sizeof(idstr) - 1 + 8;
     g_assert_cmpuint(config + STREAM_END - img, <=, len);
     g_assert_cmpuint(ldl_le_p(config), ==,
                      PCI_VENDOR_ID_REDHAT | PCI_DEVICE_ID_REDHAT_VTPM << 16);

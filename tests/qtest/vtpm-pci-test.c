@@ -8,6 +8,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <glib/gstdio.h>
 #include "libqtest.h"
 #include "libqos/pci-pc.h"
 #include "qemu/bswap.h"
@@ -119,8 +120,21 @@ static void test_bar_sizing(const void *data)
     g_assert_cmphex((uint32_t)(~(bar & PCI_BASE_ADDRESS_MEM_MASK) + 1), ==,
                     0x1000);
 
-    /* BARs 2 to 5 are not implemented: all-ones reads back as zero */
-    for (i = 2; i < 6; i++) {
+    /*
+     * BAR 2: the buffer, 32-bit prefetchable memory, VTPM_PCI_BUFFER_MAX
+     * bytes (a power of two)
+     */
+    qpci_config_writel(t.dev, PCI_BASE_ADDRESS_2, 0xffffffff);
+    bar = qpci_config_readl(t.dev, PCI_BASE_ADDRESS_2);
+    g_assert_cmphex(bar & ~PCI_BASE_ADDRESS_MEM_MASK, ==,
+                    PCI_BASE_ADDRESS_SPACE_MEMORY |
+                    PCI_BASE_ADDRESS_MEM_TYPE_32 |
+                    PCI_BASE_ADDRESS_MEM_PREFETCH);
+    g_assert_cmphex((uint32_t)(~(bar & PCI_BASE_ADDRESS_MEM_MASK) + 1), ==,
+                    VTPM_PCI_BUFFER_MAX);
+
+    /* BARs 3 to 5 are not implemented: all-ones reads back as zero */
+    for (i = 3; i < 6; i++) {
         uint8_t off = PCI_BASE_ADDRESS_0 + 4 * i;
 
         qpci_config_writel(t.dev, off, 0xffffffff);
@@ -248,7 +262,7 @@ static void test_identification(const void *data)
 
     version = reg_read(&t, bar, A_VTPM_VERSION);
     g_assert_cmpuint(FIELD_EX32(version, VTPM_VERSION, MAJOR), ==, 1);
-    g_assert_cmpuint(FIELD_EX32(version, VTPM_VERSION, MINOR), ==, 0);
+    g_assert_cmpuint(FIELD_EX32(version, VTPM_VERSION, MINOR), ==, 1);
 
     /* Read-only registers ignore writes */
     reg_write(&t, bar, A_VTPM_ID, 0);
@@ -281,8 +295,8 @@ static void test_scratch(const void *data)
     g_assert_cmphex(reg_read(&t, bar, A_VTPM_SCRATCH + 2), ==, 0xffffffff);
     reg_write(&t, bar, A_VTPM_SCRATCH - 2, 0);
     g_assert_cmphex(reg_read(&t, bar, A_VTPM_SCRATCH), ==, 0x3322115a);
-    g_assert_cmphex(reg_read(&t, bar, A_VTPM_VERSION), ==,
-                    VTPM_PCI_VERSION_MAJOR << 16 | VTPM_PCI_VERSION_MINOR);
+    /* Interface 1.1, as the spec gives it */
+    g_assert_cmphex(reg_read(&t, bar, A_VTPM_VERSION), ==, 0x00010001);
 
     /* Reserved offsets read as zero and ignore writes */
     reg_write(&t, bar, VTPM_PCI_BAR_SIZE - 4, 0xffffffff);
@@ -554,6 +568,113 @@ static void test_poll_invalid(void)
                                 "1000000");
 }
 
+/*
+ * Adaptive polling, as the spec describes it: a wait longer than the
+ * poll but within the limit doubles it (from 4 us), one beyond the limit
+ * halves it (below 4 us: 0), one the poll covered leaves it
+ */
+#define POLL_ADAPT_MIN_NS   4000
+
+static int64_t poll_adapted(int64_t poll, int64_t max, int64_t waited)
+{
+    if (waited <= poll) {
+        return poll;
+    }
+    if (waited > max) {
+        return poll / 2 < POLL_ADAPT_MIN_NS ? 0 : poll / 2;
+    }
+    return MIN(max, MAX(poll * 2, POLL_ADAPT_MIN_NS));
+}
+
+/*
+ * Replay the backend's trace of one poll's changes (@event: "waited N;
+ * poll M" lines) against the rule above, from @max; returns the last
+ * value, and in @zero whether it went down to 0
+ */
+static int64_t poll_replay(char **lines, const char *event, int64_t max,
+                           int64_t start, bool *zero)
+{
+    int64_t poll = start;
+    int n = 0;
+
+    *zero = false;
+    for (; *lines; lines++) {
+        const char *at = strstr(*lines, event);
+        int64_t waited, now;
+
+        if (!at) {
+            continue;
+        }
+        at = strpbrk(at + strlen(event), "0123456789");
+        g_assert_nonnull(at);
+        waited = g_ascii_strtoll(at, (char **)&at, 10);
+        at = strpbrk(at, "0123456789");
+        g_assert_nonnull(at);
+        now = g_ascii_strtoll(at, NULL, 10);
+        g_assert_cmpint(now, ==, poll_adapted(poll, max, waited));
+        *zero |= !now;
+        poll = now;
+        n++;
+    }
+    g_assert_cmpint(n, >, 0);
+    return poll;
+}
+
+/*
+ * Both polls adapt (tpm_backend_set_poll()): the START write's to how
+ * long the TPM takes, the TPM thread's to how long the next command
+ * takes to come.  RSA keys, each far longer than poll-ns, turn the
+ * START poll off, and short commands bring it back; commands 20 ms
+ * apart, five times the thread's limit, turn its poll off.  Each change
+ * the backend traces follows the rule.
+ */
+static void test_poll_adapts(void)
+{
+    const int64_t max = VTPM_PCI_TEST_POLL_NS_MAX;
+    g_autofree char *dir = g_dir_make_tmp("vtpm-pci-poll-XXXXXX", NULL);
+    g_autofree char *log = g_build_filename(dir, "trace.log", NULL);
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    uint8_t cmd[TPM_CMD_CREATE_PRIMARY_SALTED_SIZE], rsp[1024];
+    QTestState *s;
+    bool zero;
+    int i;
+
+    s = qtest_initf("-M q35 -device vtpm-pci,poll-ns=%" PRId64 " "
+                    "-d trace:tpm_backend_start_poll,"
+                    "trace:tpm_backend_idle_poll -D %s", max, log);
+    tpm_util_startup(s, vtpm_pci_transfer);
+    for (i = 1; i <= 10; i++) {
+        size_t len = tpm_cmd_create_primary_salted(cmd, i, 2048);
+
+        /* TPM_ST_SESSIONS: CreatePrimary answers with an auth area */
+        tpm_cmd_transfer(s, vtpm_pci_transfer, cmd, len, rsp, sizeof(rsp),
+                         0x8002, TPM_RC_SUCCESS);
+        tpm_cmd_flush(s, vtpm_pci_transfer, ldl_be_p(rsp + 10));
+    }
+    for (i = 0; i < 10; i++) {
+        tpm_cmd_get_random(s, vtpm_pci_transfer, rsp, 32);
+    }
+    /* A guest that sends a command now and then: the workload, not a wait */
+    for (i = 0; i < 12; i++) {
+        g_usleep(20 * 1000);
+        tpm_cmd_get_random(s, vtpm_pci_transfer, rsp, 8);
+    }
+    qtest_quit(s);
+
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    /* START: off after the keys, on again after the short commands */
+    g_assert_cmpint(poll_replay(lines, "tpm_backend_start_poll", max, max,
+                                &zero), >, 0);
+    g_assert_true(zero);
+    /* The thread: off after the commands that came seldom */
+    g_assert_cmpint(poll_replay(lines, "tpm_backend_idle_poll", 4 * max,
+                                4 * max, &zero), ==, 0);
+    g_unlink(log);
+    g_rmdir(dir);
+}
+
 static void test_tpm_selftest(void)
 {
     /* TPM2_SelfTest(fullTest = YES) */
@@ -823,7 +944,7 @@ static void test_bad_accesses(void)
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_VALUE);
 
     /* Reserved offsets, and the first port past the block */
-    g_assert_cmphex(qtest_inl(s, port + 0x34), ==, 0);
+    g_assert_cmphex(qtest_inl(s, port + 0x38), ==, 0);
     g_assert_cmpuint(tpm_error(s, port), ==, VTPM_ERR_ACCESS);
     g_assert_cmphex(qtest_inl(s, port + VTPM_PCI_BAR_SIZE), ==, 0xffffffff);
 
@@ -1877,6 +1998,7 @@ static void add_tpm_tests(void)
         { "interrupts", test_interrupts },
         { "poll/long-command", test_poll_long_command },
         { "poll/invalid", test_poll_invalid },
+        { "poll/adapts", test_poll_adapts },
         { "poll/unplug-executing", test_poll_unplug_executing },
         { "no-wait", test_no_wait },
         { "no-wait/poll-ns=max", test_no_wait_poll_max },

@@ -31,35 +31,59 @@ static void vtpm_pci_found(QPCIDevice *dev, int devfn, void *data)
     *found = dev;
 }
 
+/* The one vtpm-pci card on the PC's PCI bus; free it, and then @bus */
+static QPCIDevice *vtpm_pci_find(QTestState *s, QPCIBus **bus)
+{
+    QPCIDevice *dev = NULL;
+
+    *bus = qpci_new_pc(s, NULL);
+    qpci_device_foreach(*bus, PCI_VENDOR_ID_REDHAT,
+                        PCI_DEVICE_ID_REDHAT_VTPM, vtpm_pci_found, &dev);
+    g_assert_nonnull(dev);
+    return dev;
+}
+
+/*
+ * The address of the card's BAR at configuration offset @reg (@mask: its
+ * address bits).  If the BAR is not placed yet, place it at @where; let
+ * the card decode it (@decode, in its command register).
+ */
+static uint32_t vtpm_pci_place(QTestState *s, uint8_t reg, uint32_t mask,
+                               uint32_t where, uint16_t decode)
+{
+    QPCIBus *bus;
+    QPCIDevice *dev = vtpm_pci_find(s, &bus);
+    uint32_t bar = qpci_config_readl(dev, reg) & mask;
+    uint16_t cmd = qpci_config_readw(dev, PCI_COMMAND);
+
+    if (!bar) {
+        bar = where;
+        qpci_config_writel(dev, reg, bar);
+    }
+    if (!(cmd & decode)) {
+        qpci_config_writew(dev, PCI_COMMAND, cmd | decode);
+    }
+    g_free(dev);
+    qpci_free_pc(bus);
+    return bar;
+}
+
 /*
  * The I/O base of the one vtpm-pci card on the PC's PCI bus.  If its BAR
  * is not placed yet, place it at VTPM_PCI_TEST_PORT; enable I/O decode.
  */
 uint16_t vtpm_pci_port(QTestState *s)
 {
-    QPCIBus *bus = qpci_new_pc(s, NULL);
-    QPCIDevice *dev = NULL;
-    uint32_t bar;
-    uint16_t cmd;
+    return vtpm_pci_place(s, PCI_BASE_ADDRESS_0,
+                          (uint32_t)PCI_BASE_ADDRESS_IO_MASK,
+                          VTPM_PCI_TEST_PORT, PCI_COMMAND_IO);
+}
 
-    qpci_device_foreach(bus, PCI_VENDOR_ID_REDHAT, PCI_DEVICE_ID_REDHAT_VTPM,
-                        vtpm_pci_found, &dev);
-    g_assert_nonnull(dev);
-
-    bar = qpci_config_readl(dev, PCI_BASE_ADDRESS_0) &
-          PCI_BASE_ADDRESS_IO_MASK;
-    if (!bar) {
-        bar = VTPM_PCI_TEST_PORT;
-        qpci_config_writel(dev, PCI_BASE_ADDRESS_0, bar);
-    }
-    cmd = qpci_config_readw(dev, PCI_COMMAND);
-    if (!(cmd & PCI_COMMAND_IO)) {
-        qpci_config_writew(dev, PCI_COMMAND, cmd | PCI_COMMAND_IO);
-    }
-
-    g_free(dev);
-    qpci_free_pc(bus);
-    return bar;
+uint64_t vtpm_pci_buffer(QTestState *s)
+{
+    return vtpm_pci_place(s, PCI_BASE_ADDRESS_2,
+                          (uint32_t)PCI_BASE_ADDRESS_MEM_MASK,
+                          VTPM_PCI_TEST_BUFFER, PCI_COMMAND_MEMORY);
 }
 
 uint32_t vtpm_pci_state(QTestState *s, uint16_t port)
@@ -132,6 +156,35 @@ void vtpm_pci_transfer(QTestState *s,
                        unsigned char *rsp, size_t rsp_size)
 {
     vtpm_pci_transfer_at(s, vtpm_pci_port(s), req, req_size, rsp, rsp_size);
+}
+
+void vtpm_pci_buffer_transfer_at(QTestState *s, uint16_t port,
+                                 uint64_t buffer,
+                                 const unsigned char *req, size_t req_size,
+                                 unsigned char *rsp, size_t rsp_size)
+{
+    uint32_t len;
+
+    qtest_memwrite(s, buffer, req, req_size);
+    qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_BUFFER_MASK);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_ERROR), ==, VTPM_ERR_NONE);
+    g_assert_cmpuint(qtest_inl(s, port + A_VTPM_CMD_SIZE), ==, req_size);
+    vtpm_pci_wait_done(s, port);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_COMPLETE);
+    len = qtest_inl(s, port + A_VTPM_RSP_SIZE);
+    g_assert_cmpuint(len, >=, 10);
+    g_assert_cmpuint(len, <=, VTPM_PCI_BUFFER_MAX);
+    qtest_memread(s, buffer, rsp, MIN(len, rsp_size));
+    /* The response stays there until the next command */
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_COMPLETE);
+}
+
+void vtpm_pci_buffer_transfer(QTestState *s,
+                              const unsigned char *req, size_t req_size,
+                              unsigned char *rsp, size_t rsp_size)
+{
+    vtpm_pci_buffer_transfer_at(s, vtpm_pci_port(s), vtpm_pci_buffer(s),
+                                req, req_size, rsp, rsp_size);
 }
 
 bool vtpm_pci_has_libtpms(void)

@@ -13,6 +13,8 @@
 
 /* Where the helpers map BAR 0 when nothing has placed it yet */
 #define VTPM_PCI_TEST_PORT  0xd000
+/* ... and BAR 2, the buffer: in the PCI hole of pc and of q35 */
+#define VTPM_PCI_TEST_BUFFER    0xe1000000
 
 /*
  * The poll-ns property's default and largest value, as
@@ -36,6 +38,23 @@ void vtpm_pci_transfer_at(QTestState *s, uint16_t port,
 void vtpm_pci_transfer(QTestState *s,
                        const unsigned char *req, size_t req_size,
                        unsigned char *rsp, size_t rsp_size);
+
+/*
+ * The address of BAR 2 of the one card; if it is not placed yet, place it
+ * at VTPM_PCI_TEST_BUFFER; enable memory decode
+ */
+uint64_t vtpm_pci_buffer(QTestState *s);
+/*
+ * One command through BAR 2 (START_BUFFER), of the card whose BAR 0 is at
+ * @port and BAR 2 at @buffer; the card stays COMPLETE
+ */
+void vtpm_pci_buffer_transfer_at(QTestState *s, uint16_t port,
+                                 uint64_t buffer,
+                                 const unsigned char *req, size_t req_size,
+                                 unsigned char *rsp, size_t rsp_size);
+void vtpm_pci_buffer_transfer(QTestState *s,
+                              const unsigned char *req, size_t req_size,
+                              unsigned char *rsp, size_t rsp_size);
 
 /* Whether the QEMU under test has the libtpms TPM backend (-tpmdev libtpms) */
 bool vtpm_pci_has_libtpms(void);

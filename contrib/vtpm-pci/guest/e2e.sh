@@ -12,7 +12,9 @@
 #   e2e.sh [RUN...]
 #
 # where RUN is LINE/CONFIG (7.3/tpm12), LINE (its default set), or CONFIG
-# (on every line).  Configurations: msi intx iobase swtpm tpm12; bridge,
+# (on every line).  Configurations: msi (the driver through BAR 2, then
+# through DATA with port=1) nobuffer (a card without BAR 2) intx iobase
+# swtpm tpm12; bridge,
 # crowded and pxb: pinned ports behind bridges, and where firmware and
 # Linux put other devices; bios and uefi: measured boot by SeaBIOS and by
 # OVMF into tpm-crb's in-process TPM (-tpmdev libtpms, no card); ppi: a
@@ -21,7 +23,7 @@
 # and a user-mode virtio NIC; move: a TPM that swtpm_setup provisioned
 # moves from swtpm to the in-process TPM (behind the card, then tpm-crb)
 # on swtpm's state directory, and back.  By default, the newest line
-# runs all thirteen, the others msi and
+# runs all fourteen, the others msi and
 # intx: the driver's paths that depend on the kernel (the TPM core's
 # contract, the send() signature, TPM_CHIP_FLAG_SYNC, MSI and INTx) are
 # on every line, and what depends on QEMU alone is tested once.
@@ -41,7 +43,8 @@ images=$VTPM_CACHE/guest/image
 logs=${VTPM_E2E_LOGS:-$VTPM_CACHE/guest/logs}
 BOOT_TIMEOUT=${VTPM_E2E_TIMEOUT:-120}
 GUEST_PASS=33           # (0x10 << 1) | 1, see init
-CONFIGS=(msi intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi vm move)
+CONFIGS=(msi nobuffer intx iobase bridge crowded pxb swtpm tpm12 bios uefi ppi vm
+         move)
 # Debian's ovmf: UEFI with TPM 2.0 measured boot
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -388,6 +391,11 @@ run() {
             -nic "user,model=virtio-net-pci,guestfwd=tcp:10.0.2.100:80-cmd:printf $token" \
             -device vtpm-pci
         rm -f "$disk"
+        ;;
+    nobuffer)
+        # A card without BAR 2: the driver moves commands through DATA
+        boot nobuffer "vtpm.irq=msi vtpm.buffer=0" \
+            -device vtpm-pci,buffer-bar=off
         ;;
     intx)
         boot intx "vtpm.irq=intx pci=nomsi" -device vtpm-pci

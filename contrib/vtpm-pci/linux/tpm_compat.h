@@ -37,4 +37,14 @@ int tpm_pm_resume(struct device *dev);
 #define TPM_HAS_CHIP_FLAG_SYNC
 #endif
 
+/*
+ * Linux 6.12 exported pcim_iomap_region(), which requests one BAR and maps
+ * it, managed.  It replaces pcim_iomap() and pcim_iomap_regions() with
+ * pcim_iomap_table(), which later kernels deprecate; before 6.12, those are
+ * what there is.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#define PCIM_HAS_IOMAP_REGION
+#endif
+
 #endif /* TPM_VTPM_PCI_COMPAT_H */

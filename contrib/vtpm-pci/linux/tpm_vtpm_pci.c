@@ -10,6 +10,12 @@
  * MSI or INTx) and sleeps until it comes.  The driver polls STATUS when no
  * interrupt works or when asked to.
  *
+ * Cards of interface 1.1 may also offer BAR 2, a buffer of plain memory
+ * that holds the command and then the response.  The driver uses it when
+ * there (unless loaded with port=1): a command done within its start then
+ * costs two port accesses, the START_BUFFER write and the RSP_SIZE read,
+ * where DATA takes one for every four bytes each way.
+ *
  * Where the TPM core has TPM_CHIP_FLAG_SYNC (Linux 6.17 and later),
  * send() runs the whole command and returns its response, so that a
  * command done within START costs the core no recv() or STATUS poll.
@@ -44,14 +50,20 @@
 #define VTPM_INT_STATUS		0x28
 #define VTPM_ERROR		0x2c
 #define VTPM_DATA		0x30
+#define VTPM_FEATURES		0x34	/* interface 1.1 */
 #define VTPM_REGS_SIZE		0x40
+
+#define VTPM_BUFFER_BAR		2
 
 #define VTPM_ID_MAGIC		0x4d505456	/* "VTPM" */
 #define VTPM_VERSION_MAJOR	GENMASK(31, 16)
 #define VTPM_VERSION_MINOR	GENMASK(15, 0)
 
 #define VTPM_STATUS_STATE	GENMASK(2, 0)
+#define VTPM_STATUS_ERROR	BIT(3)
 #define VTPM_STATUS_FAMILY	GENMASK(9, 8)
+
+#define VTPM_FEATURES_BUFFER	BIT(0)
 
 enum vtpm_state {
 	VTPM_STATE_IDLE,
@@ -66,6 +78,7 @@ enum vtpm_state {
 #define VTPM_CONTROL_START	BIT(0)
 #define VTPM_CONTROL_CANCEL	BIT(1)
 #define VTPM_CONTROL_ABORT	BIT(2)
+#define VTPM_CONTROL_START_BUFFER	BIT(4)
 
 #define VTPM_INT_COMPLETE	BIT(0)
 
@@ -81,6 +94,10 @@ static bool poll;
 module_param(poll, bool, 0444);
 MODULE_PARM_DESC(poll, "Poll for completion instead of using the interrupt");
 
+static bool port;
+module_param(port, bool, 0444);
+MODULE_PARM_DESC(port, "Move commands through the DATA port even when the card has a buffer BAR");
+
 #ifdef TPM_HAS_CHIP_FLAG_SYNC
 static bool sync_send = true;
 module_param_named(sync, sync_send, bool, 0444);
@@ -89,6 +106,7 @@ MODULE_PARM_DESC(sync, "Return the response from send() (TPM_CHIP_FLAG_SYNC)");
 
 struct vtpm_pci {
 	void __iomem *regs;
+	void __iomem *buf;	/* BAR 2, or NULL: commands move through DATA */
 	struct pci_dev *pdev;
 	wait_queue_head_t wq;
 	unsigned int family;
@@ -96,6 +114,7 @@ struct vtpm_pci {
 	bool use_irq;		/* completion is signalled by the interrupt */
 	bool irq_seen;		/* the handler ran since the last test */
 	bool sync;		/* TPM_CHIP_FLAG_SYNC: send() reads the response */
+	bool unsettled;		/* BAR 2: the card may not take START_BUFFER */
 	u32 rsp_len;		/* RSP_SIZE as read after START, or 0 */
 };
 
@@ -185,6 +204,84 @@ static int vtpm_make_idle(struct vtpm_pci *priv)
 }
 
 /*
+ * Ordering between BAR 2 and the registers.  BAR 2 is mapped
+ * write-combining (vtpm_map_buffer()).  The ordering memory-barriers.txt
+ * gives readX() and writeX(), and inX() and outX() with them (ioread32()
+ * and iowrite32() on ports), holds only for mappings with the default
+ * attributes; accesses to a write-combining mapping are not ordered
+ * against register accesses without explicit barriers
+ * (driver-api/device-io.rst); and memcpy_toio() and memcpy_fromio() are
+ * made of raw accesses, which order nothing.  Hence two barriers:
+ *
+ * - wmb() after memcpy_toio() of a command, before the START_BUFFER write:
+ *   the card copies the command out of BAR 2 when it takes START_BUFFER,
+ *   and no byte of it may still be in the CPU's write-combining buffers
+ *   then (on x86, wmb() is SFENCE, which drains them; tpm_crb has the same
+ *   barrier before its start);
+ * - rmb() after the RSP_SIZE read that says COMPLETE, before
+ *   memcpy_fromio() of the response: the card has written the response to
+ *   BAR 2 before RSP_SIZE becomes non-zero, but the CPU may read a
+ *   write-combining mapping ahead of the program, and such a read must
+ *   not pass RSP_SIZE (on x86, rmb() is LFENCE).
+ *
+ * Neither is a trapped access.  A mapping with the default attributes
+ * would need them as well (memcpy_toio() and memcpy_fromio() are raw
+ * accesses), and would move a command one uncached write at a time.
+ */
+
+/*
+ * Start a command through BAR 2.  Returns the card's state after
+ * START_BUFFER, as vtpm_start().  The card takes START_BUFFER in IDLE and
+ * in COMPLETE, which every command through BAR 2 leaves it in, so the
+ * driver looks at STATUS first only after it may have left a command
+ * executing, or had one refused.  A refusal (STATUS.ERROR, which an
+ * accepted START_BUFFER clears) is met by making the card idle and trying
+ * once more.
+ */
+static int vtpm_start_buffer(struct vtpm_pci *priv, const u8 *buf, size_t len)
+{
+	u32 status, state, rsp_len;
+	int rc, attempt;
+
+	/* The card takes the command's length from its header */
+	if (len < TPM_HEADER_SIZE ||
+	    be32_to_cpu(((const struct tpm_header *)buf)->length) != len)
+		return -EINVAL;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (priv->unsettled) {
+			rc = vtpm_make_idle(priv);
+			if (rc)
+				return rc;
+			priv->unsettled = false;
+		}
+
+		memcpy_toio(priv->buf, buf, len);
+		wmb();	/* the command in BAR 2 before START_BUFFER */
+		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_START_BUFFER);
+
+		/* 0 in any state but COMPLETE, as after START */
+		rsp_len = vtpm_read(priv, VTPM_RSP_SIZE);
+		if (rsp_len && rsp_len != U32_MAX) {
+			priv->rsp_len = rsp_len;
+			return VTPM_STATE_COMPLETE;
+		}
+
+		status = vtpm_read(priv, VTPM_STATUS);
+		state = FIELD_GET(VTPM_STATUS_STATE, status);
+		if (!(status & VTPM_STATUS_ERROR) &&
+		    (state == VTPM_STATE_EXECUTING ||
+		     state == VTPM_STATE_COMPLETE))
+			return state;
+		priv->unsettled = true;
+	}
+
+	dev_err(&priv->pdev->dev, "command refused, error %u\n",
+		vtpm_read(priv, VTPM_ERROR));
+	return -EIO;
+}
+
+/*
  * Write a command and start it.  Returns the card's state after START,
  * EXECUTING or, for a command done within START, COMPLETE.
  */
@@ -196,6 +293,8 @@ static int vtpm_start(struct vtpm_pci *priv, const u8 *buf, size_t len)
 	priv->rsp_len = 0;
 	if (len > priv->buf_size)
 		return -E2BIG;
+	if (priv->buf)
+		return vtpm_start_buffer(priv, buf, len);
 
 	rc = vtpm_make_idle(priv);
 	if (rc)
@@ -261,7 +360,9 @@ static int vtpm_wait(struct vtpm_pci *priv, u32 state, unsigned long timeout)
 		rc = -ETIME;
 	}
 
+	/* The command still completes: the next one waits for it */
 	vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_CANCEL);
+	priv->unsettled = true;
 	return rc;
 }
 
@@ -274,11 +375,22 @@ static int vtpm_read_response(struct vtpm_pci *priv, u8 *buf, size_t count)
 	priv->rsp_len = 0;
 	if (!len)
 		return -EIO;
-	if (len < TPM_HEADER_SIZE || len > count) {
+	if (len < TPM_HEADER_SIZE || len > count ||
+	    (priv->buf && len > priv->buf_size)) {
 		dev_err(&priv->pdev->dev, "response of %u bytes, room for %zu\n",
 			len, count);
 		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_ABORT);
 		return -EIO;
+	}
+
+	if (priv->buf) {
+		/*
+		 * The card stays COMPLETE, which the next START_BUFFER takes:
+		 * no access to return it to IDLE
+		 */
+		rmb();	/* RSP_SIZE before the response: see above */
+		memcpy_fromio(buf, priv->buf, len);
+		return len;
 	}
 
 	/* Reading the last byte returns the card to IDLE */
@@ -362,6 +474,13 @@ static u8 vtpm_pci_status(struct tpm_chip *chip)
 {
 	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
 
+	/*
+	 * Through BAR 2, a command that RSP_SIZE found complete stays so
+	 * until the driver starts the next: the core, polling without SYNC,
+	 * then needs no look at STATUS
+	 */
+	if (priv->buf && priv->rsp_len)
+		return VTPM_STATE_COMPLETE;
 	return vtpm_read(priv, VTPM_STATUS) & VTPM_STATUS_STATE;
 }
 
@@ -376,8 +495,10 @@ static void vtpm_pci_cancel(struct tpm_chip *chip)
 	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
 
 	/* The command still completes, with TPM_RC_CANCELED or its result */
-	if (vtpm_state(priv) == VTPM_STATE_EXECUTING)
+	if (vtpm_state(priv) == VTPM_STATE_EXECUTING) {
 		vtpm_write(priv, VTPM_CONTROL, VTPM_CONTROL_CANCEL);
+		priv->unsettled = true;
+	}
 }
 
 static int vtpm_pci_request_locality(struct tpm_chip *chip, int loc)
@@ -474,12 +595,54 @@ err_vectors:
 	return false;
 }
 
+/* Request BAR 0's ports and map them, managed */
+static void __iomem *vtpm_iomap_regs(struct pci_dev *pdev)
+{
+#ifdef PCIM_HAS_IOMAP_REGION
+	return pcim_iomap_region(pdev, 0, KBUILD_MODNAME);
+#else
+	int rc = pcim_iomap_regions(pdev, BIT(0), KBUILD_MODNAME);
+
+	return rc ? IOMEM_ERR_PTR(rc) : pcim_iomap_table(pdev)[0];
+#endif
+}
+
+/*
+ * Map BAR 2, the buffer of a card whose FEATURES offer one, for commands to
+ * move through it.  It is plain memory, prefetchable, so it is mapped
+ * write-combining as driver-api/device-io.rst allows for such a BAR: a
+ * command is copied in a few wide writes rather than one uncached write
+ * per word.  No pcim_*() function maps write-combining.  A BAR 2 the
+ * driver cannot use leaves it with DATA.
+ */
+static int vtpm_map_buffer(struct vtpm_pci *priv)
+{
+	struct pci_dev *pdev = priv->pdev;
+	struct device *dev = &pdev->dev;
+	struct resource *res = pci_resource_n(pdev, VTPM_BUFFER_BAR);
+
+	if (resource_type(res) != IORESOURCE_MEM ||
+	    resource_size(res) < priv->buf_size) {
+		dev_warn(dev, "BAR 2 is %pR, not a buffer of %u bytes: commands go through DATA\n",
+			 res, priv->buf_size);
+		return 0;
+	}
+	if (!devm_request_mem_region(dev, res->start, resource_size(res),
+				     KBUILD_MODNAME))
+		return -EBUSY;
+	if (res->flags & IORESOURCE_PREFETCH)
+		priv->buf = devm_ioremap_wc(dev, res->start, resource_size(res));
+	else
+		priv->buf = devm_ioremap(dev, res->start, resource_size(res));
+	return priv->buf ? 0 : -ENOMEM;
+}
+
 static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct device *dev = &pdev->dev;
 	struct tpm_chip *chip;
 	struct vtpm_pci *priv;
-	u32 version, major, minor, status, bar;
+	u32 version, major, minor, status, bar, features = 0;
 	int rc;
 
 	rc = pcim_enable_device(pdev);
@@ -505,18 +668,15 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			bar, &pdev->resource[0]);
 		return -EBUSY;
 	}
-	if (!devm_request_region(dev, pci_resource_start(pdev, 0),
-				 pci_resource_len(pdev, 0), KBUILD_MODNAME))
-		return -EBUSY;
 
 	priv = devm_kzalloc(dev, sizeof(*priv), GFP_KERNEL);
 	if (!priv)
 		return -ENOMEM;
 	priv->pdev = pdev;
 	init_waitqueue_head(&priv->wq);
-	priv->regs = pcim_iomap(pdev, 0, 0);
-	if (!priv->regs)
-		return -ENOMEM;
+	priv->regs = vtpm_iomap_regs(pdev);
+	if (IS_ERR(priv->regs))
+		return PTR_ERR(priv->regs);
 
 	version = vtpm_read(priv, VTPM_VERSION);
 	major = FIELD_GET(VTPM_VERSION_MAJOR, version);
@@ -536,6 +696,14 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (priv->buf_size < TPM_HEADER_SIZE) {
 		dev_err(dev, "buffer of %u bytes\n", priv->buf_size);
 		return -ENODEV;
+	}
+	/* Offset 0x34 was reserved in interface 1.0 */
+	if (minor >= 1)
+		features = vtpm_read(priv, VTPM_FEATURES);
+	if ((features & VTPM_FEATURES_BUFFER) && !port) {
+		rc = vtpm_map_buffer(priv);
+		if (rc)
+			return rc;
 	}
 
 	/* The TPM's MSI(-X) messages are memory writes: allow them */
@@ -566,9 +734,10 @@ static int vtpm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (rc)
 		goto err_irq;
 
-	dev_info(dev, "TPM %s, interface %u.%u, %s%s\n",
+	dev_info(dev, "TPM %s, interface %u.%u, %s, %s%s\n",
 		 priv->family == VTPM_FAMILY_TPM20 ? "2.0" : "1.2",
 		 major, minor,
+		 priv->buf ? "commands in BAR 2" : "commands through DATA",
 		 priv->use_irq ? "interrupt driven" : "polling",
 		 priv->sync ? ", synchronous send" : "");
 	return 0;
@@ -585,6 +754,8 @@ static void vtpm_pci_remove(struct pci_dev *pdev)
 
 	tpm_chip_unregister(chip);
 	vtpm_write(priv, VTPM_INT_ENABLE, 0);
+	/* IDLE, as found: a command through BAR 2 leaves the card COMPLETE */
+	vtpm_make_idle(priv);
 	vtpm_write(priv, VTPM_INT_STATUS, VTPM_INT_COMPLETE);
 }
 
@@ -644,6 +815,8 @@ static int vtpm_pci_resume(struct device *dev)
 	struct tpm_chip *chip = dev_get_drvdata(dev);
 	struct vtpm_pci *priv = dev_get_drvdata(&chip->dev);
 
+	/* Whatever the sleep did to the card, look before START_BUFFER */
+	priv->unsettled = true;
 	vtpm_startup(priv);
 	return tpm_pm_resume(dev);
 }

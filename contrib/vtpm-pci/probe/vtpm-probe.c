@@ -8,6 +8,9 @@
  * and inl/outl, --method=ports, the default) or through the device's
  * sysfs resource0 file, where the kernel turns each 1, 2 or 4 byte
  * pread/pwrite into one port access (--method=resource).  Both need root.
+ * Commands and responses move through the DATA port, or, with --buffer,
+ * through BAR 2, the buffer of interface 1.1 cards, mapped from the
+ * device's sysfs resource2 file with mmap().
  *
  * The register interface is QEMU's docs/specs/vtpm-pci.rst.
  *
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/io.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +39,17 @@
 #define VTPM_VENDOR         0x1b36  /* Red Hat, QEMU's devices */
 #define VTPM_DEVICE         0x0015
 #define VTPM_PORTS          0x40
+#define VTPM_BUFFER_BAR     2
+
+/* The flags of a sysfs "resource" line (Linux's include/linux/ioport.h) */
+#define IORESOURCE_IO       0x00000100
+#define IORESOURCE_MEM      0x00000200
+#define IORESOURCE_PREFETCH 0x00002000
+#define IORESOURCE_MEM_64   0x00100000
+
+/* The PCI command register's decode bits */
+#define PCI_COMMAND_IO      0x1
+#define PCI_COMMAND_MEMORY  0x2
 
 /* Registers (offsets into BAR 0) */
 enum {
@@ -51,6 +66,7 @@ enum {
     VTPM_INT_STATUS = 0x28,
     VTPM_ERROR = 0x2c,
     VTPM_DATA = 0x30,
+    VTPM_FEATURES = 0x34,           /* interface 1.1 */
 };
 
 #define VTPM_ID_MAGIC       0x4d505456
@@ -61,12 +77,15 @@ enum {
 #define STATUS_ENABLED      (1u << 13)
 #define STATUS_ACTIVATED    (1u << 14)
 #define STATUS_OWNED        (1u << 15)
+#define VERSION_MINOR(ver)  ((ver) & 0xffff)
+#define FEATURES_BUFFER     (1u << 0)
 
 enum { IDLE, RECEIVING, EXECUTING, COMPLETE };
 
 #define CONTROL_START       1
 #define CONTROL_ABORT       4
 #define CONTROL_QUERY       8
+#define CONTROL_START_BUFFER 0x10
 #define INT_COMPLETE        1
 
 #define TPM2_CC_STARTUP     0x0144
@@ -87,10 +106,14 @@ struct card {
     char bdf[32];                   /* 0000:00:03.0 */
     char path[64];                  /* its sysfs directory */
     unsigned long long start, end;
+    unsigned long long buf_start, buf_end, buf_flags;  /* BAR 2 */
     int revision;
     char driver[NAME_MAX + 1];      /* "" when none is bound */
     int use_resource;               /* else port I/O */
+    int use_buffer;                 /* commands through BAR 2, else DATA */
     int fd;                         /* resource0 */
+    uint8_t *buffer;                /* BAR 2, mapped */
+    size_t buffer_len;
 };
 
 /* Read the first line of a sysfs attribute; returns 0 on success */
@@ -118,6 +141,43 @@ static unsigned long attr_number(const char *dir, const char *name)
         return ULONG_MAX;
     }
     return strtoul(buf, NULL, 0);
+}
+
+/* BAR bar of the device at dir: its line of the sysfs "resource" file */
+static int read_resource(const char *dir, int bar, unsigned long long *start,
+                         unsigned long long *end, unsigned long long *flags)
+{
+    char path[PATH_MAX], line[128];
+    FILE *f;
+    int i, ok = 0;
+
+    snprintf(path, sizeof(path), "%s/resource", dir);
+    f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    for (i = 0; i <= bar && fgets(line, sizeof(line), f); i++) {
+        ok = i == bar &&
+             sscanf(line, "%llx %llx %llx", start, end, flags) == 3;
+    }
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* The card's PCI command register */
+static unsigned pci_command(struct card *c)
+{
+    char path[PATH_MAX];
+    unsigned char cmd[2];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/config", c->path);
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || pread(fd, cmd, 2, 4) != 2) {
+        die("cannot read %s", path);
+    }
+    close(fd);
+    return cmd[0] | cmd[1] << 8;
 }
 
 /* The card at bdf, or the first one found when bdf is NULL */
@@ -154,11 +214,14 @@ static void find_card(struct card *c, const char *bdf)
     }
 
     c->revision = attr_number(c->path, "revision");
-    /* The first line of "resource" is BAR 0: start, end, flags */
-    if (read_attr(c->path, "resource", buf, sizeof(buf)) ||
-        sscanf(buf, "%llx %llx %llx", &c->start, &c->end, &flags) != 3 ||
-        !(flags & 0x100) || c->end - c->start + 1 != VTPM_PORTS) {
+    if (read_resource(c->path, 0, &c->start, &c->end, &flags) ||
+        !(flags & IORESOURCE_IO) || c->end - c->start + 1 != VTPM_PORTS) {
         die("%s: BAR 0 is not %d I/O ports", c->bdf, VTPM_PORTS);
+    }
+    /* All 0 on a card without BAR 2 */
+    if (read_resource(c->path, VTPM_BUFFER_BAR, &c->buf_start, &c->buf_end,
+                      &c->buf_flags)) {
+        c->buf_flags = 0;
     }
 
     snprintf(buf, sizeof(buf), "%s/driver", c->path);
@@ -169,20 +232,16 @@ static void find_card(struct card *c, const char *bdf)
     }
 }
 
-/* Make the card decode its ports, as a driver's pci_enable_device() does */
-static void enable_card(struct card *c)
+/*
+ * Make the card decode what decode asks for (PCI_COMMAND_IO, _MEMORY), as
+ * a driver's pci_enable_device() does, which turns on both
+ */
+static void enable_card(struct card *c, unsigned decode)
 {
     char path[PATH_MAX];
-    unsigned char cmd[2];
     int fd;
 
-    snprintf(path, sizeof(path), "%s/config", c->path);
-    fd = open(path, O_RDONLY);
-    if (fd < 0 || pread(fd, cmd, 2, 4) != 2) {
-        die("cannot read %s", path);
-    }
-    close(fd);
-    if (cmd[0] & 1) {           /* PCI_COMMAND_IO */
+    if ((pci_command(c) & decode) == decode) {
         return;
     }
     snprintf(path, sizeof(path), "%s/enable", c->path);
@@ -197,7 +256,7 @@ static void open_card(struct card *c)
 {
     char path[PATH_MAX];
 
-    enable_card(c);
+    enable_card(c, PCI_COMMAND_IO);
     if (c->use_resource) {
         snprintf(path, sizeof(path), "%s/resource0", c->path);
         c->fd = open(path, O_RDWR);
@@ -255,6 +314,12 @@ static void data_xfer(struct card *c, uint8_t *p, size_t n, int write)
     }
 }
 
+static const char *error_name(uint32_t err)
+{
+    return err < sizeof(error_names) / sizeof(error_names[0]) ?
+           error_names[err] : "unknown";
+}
+
 static void print_status(uint32_t st)
 {
     printf("state %s, family %s", state_names[STATE(st)],
@@ -305,10 +370,32 @@ static void dump_registers(struct card *c)
     v = reg_read(c, VTPM_INT_STATUS);
     printf("  0x28 INT_STATUS  0x%08x  completion %s\n", v,
            v & INT_COMPLETE ? "pending" : "not pending");
-    printf("  0x2c ERROR       0x%08x  %s\n", err,
-           err < sizeof(error_names) / sizeof(error_names[0]) ?
-           error_names[err] : "unknown");
+    printf("  0x2c ERROR       0x%08x  %s\n", err, error_name(err));
     printf("  0x30 DATA        (not read: a read takes bytes of a response)\n");
+    /* A reserved offset before interface 1.1: not read */
+    if (!VERSION_MINOR(ver)) {
+        printf("  0x34 FEATURES    (none: interface 1.0)\n");
+        return;
+    }
+    v = reg_read(c, VTPM_FEATURES);
+    printf("  0x34 FEATURES    0x%08x  %s\n", v, v & FEATURES_BUFFER ?
+           "BUFFER: commands can move through BAR 2 (--buffer)" :
+           "no buffer BAR");
+}
+
+/* BAR 2 as sysfs has it, in the format of /proc/iomem */
+static void print_buffer_bar(struct card *c)
+{
+    if (!(c->buf_flags & IORESOURCE_MEM)) {
+        printf("BAR 2: none\n");
+        return;
+    }
+    printf("BAR 2: %08llx-%08llx (%llu bytes, %s-bit %smemory), "
+           "memory decode %s\n", c->buf_start, c->buf_end,
+           c->buf_end - c->buf_start + 1,
+           c->buf_flags & IORESOURCE_MEM_64 ? "64" : "32",
+           c->buf_flags & IORESOURCE_PREFETCH ? "prefetchable " : "",
+           pci_command(c) & PCI_COMMAND_MEMORY ? "on" : "off");
 }
 
 /* Bring an idle-looking card to IDLE, ready for a request */
@@ -342,8 +429,8 @@ static uint32_t wait_done(struct card *c)
     }
 }
 
-/* Run one command on the card, as the spec's example does */
-static void transact(struct card *c, struct tpm2_buf *b)
+/* Run one command on the card through DATA, as the spec's example does */
+static void transact_data(struct card *c, struct tpm2_buf *b)
 {
     uint32_t status;
 
@@ -361,6 +448,129 @@ static void transact(struct card *c, struct tpm2_buf *b)
     }
     data_xfer(c, b->data, b->len, 0);
     reg_write(c, VTPM_INT_STATUS, INT_COMPLETE);
+}
+
+/*
+ * Keep the copies to and from BAR 2 on their side of the register access
+ * next to them.  The sysfs mapping of BAR 2 is uncached, and x86 keeps
+ * uncached accesses and port I/O in program order, but the compiler need
+ * not: glibc's inl() and outl() are asm statements that do not say they
+ * touch memory.  The "memory" clobber orders the compiler, MFENCE the CPU
+ * (which a write-combining mapping, resource2_wc, would need).
+ */
+static inline void buffer_fence(void)
+{
+    __asm__ __volatile__("mfence" ::: "memory");
+}
+
+/*
+ * Run one command through BAR 2: the command at offset 0, START_BUFFER
+ * (the card takes the length from the command's header), then RSP_SIZE,
+ * whose length other than 0 says the response is in BAR 2.  Only a
+ * command still executing needs STATUS, whose ERROR bit tells a refused
+ * START_BUFFER from it.
+ */
+static void transact_buffer(struct card *c, struct tpm2_buf *b)
+{
+    uint32_t status, err, len;
+
+    if (b->len > c->buffer_len) {
+        die("a command of %zu bytes, for a buffer of %zu", b->len,
+            c->buffer_len);
+    }
+    claim_card(c);
+    memcpy(c->buffer, b->data, b->len);
+    buffer_fence();
+    reg_write(c, VTPM_CONTROL, CONTROL_START_BUFFER);
+    len = reg_read(c, VTPM_RSP_SIZE);
+    if (!len) {
+        status = reg_read(c, VTPM_STATUS);
+        if (status & STATUS_ERROR) {
+            err = reg_read(c, VTPM_ERROR);
+            die("START_BUFFER refused in state %s: ERROR %u (%s)",
+                state_names[STATE(status)], err, error_name(err));
+        }
+        status = wait_done(c);
+        len = reg_read(c, VTPM_RSP_SIZE);
+        if (STATE(status) != COMPLETE || !len) {
+            die("the command did not complete: STATUS 0x%08x", status);
+        }
+    }
+    if (len > sizeof(b->data) || len > c->buffer_len) {
+        die("response of %u bytes", len);
+    }
+    buffer_fence();
+    memcpy(b->data, c->buffer, len);
+    b->len = len;
+    /*
+     * The card keeps the response (COMPLETE) until the next command or an
+     * ABORT: leave it IDLE, as reading the response from DATA does
+     */
+    reg_write(c, VTPM_CONTROL, CONTROL_ABORT);
+    reg_write(c, VTPM_INT_STATUS, INT_COMPLETE);
+}
+
+static void transact(struct card *c, struct tpm2_buf *b)
+{
+    if (c->use_buffer) {
+        transact_buffer(c, b);
+    } else {
+        transact_data(c, b);
+    }
+}
+
+/* --buffer: check that the card has BAR 2 as a buffer, or say what is missing */
+static void check_buffer(struct card *c)
+{
+    uint32_t ver = reg_read(c, VTPM_VERSION);
+    uint32_t buf_size;
+
+    if (!VERSION_MINOR(ver)) {
+        die("--buffer: the card's interface is %u.0, which has no buffer "
+            "BAR (FEATURES and BAR 2 came with 1.1)", ver >> 16);
+    }
+    if (!(reg_read(c, VTPM_FEATURES) & FEATURES_BUFFER)) {
+        die("--buffer: the card has no buffer BAR: FEATURES.BUFFER is 0 "
+            "(as with QEMU's -device vtpm-pci,buffer-bar=off)");
+    }
+    buf_size = reg_read(c, VTPM_BUF_SIZE);
+    if (!(c->buf_flags & IORESOURCE_MEM) ||
+        c->buf_end - c->buf_start + 1 < buf_size) {
+        die("--buffer: FEATURES offers a buffer, but BAR 2 is not memory "
+            "of BUF_SIZE (%u) bytes or more in %s/resource", buf_size,
+            c->path);
+    }
+}
+
+/* Map BAR 2 through sysfs resource2, as a user-space driver does */
+static void map_buffer(struct card *c)
+{
+    char path[PATH_MAX];
+    void *p;
+    int fd;
+
+    /*
+     * Whoever set the card up (firmware, a driver's pci_enable_device())
+     * turned its memory decode on; otherwise do as for its ports
+     */
+    enable_card(c, PCI_COMMAND_MEMORY);
+    if (!(pci_command(c) & PCI_COMMAND_MEMORY)) {
+        die("--buffer: the card's memory decode is off (PCI_COMMAND_MEMORY "
+            "clear in its command register), so BAR 2 does not answer; "
+            "writing 1 to %s/enable did not turn it on", c->path);
+    }
+    snprintf(path, sizeof(path), "%s/resource%d", c->path, VTPM_BUFFER_BAR);
+    fd = open(path, O_RDWR);
+    if (fd < 0) {
+        die("cannot open %s: %s", path, strerror(errno));
+    }
+    c->buffer_len = c->buf_end - c->buf_start + 1;
+    p = mmap(NULL, c->buffer_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        die("cannot map %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    c->buffer = p;
 }
 
 static long run_checked(struct card *c, struct tpm2_buf *b, const char *what)
@@ -440,6 +650,9 @@ static void __attribute__((noreturn)) usage(int status)
 "  -m, --method=METHOD    how to reach the ports: 'ports' (ioperm and\n"
 "                         inl/outl, the default) or 'resource' (the sysfs\n"
 "                         resource0 file)\n"
+"  -b, --buffer           move commands and responses through BAR 2 (the\n"
+"                         sysfs resource2 file, mapped) rather than DATA;\n"
+"                         the registers are still reached as METHOD says\n"
 "  -g, --getrandom=COUNT  send TPM2_GetRandom for COUNT bytes (1 to 32)\n"
 "  -S, --startup          send TPM2_Startup(TPM_SU_CLEAR) first\n"
 "  -q, --query            ask the TPM for its enabled, activated and owned\n"
@@ -455,6 +668,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         { "slot", required_argument, NULL, 's' },
         { "method", required_argument, NULL, 'm' },
+        { "buffer", no_argument, NULL, 'b' },
         { "getrandom", required_argument, NULL, 'g' },
         { "startup", no_argument, NULL, 'S' },
         { "query", no_argument, NULL, 'q' },
@@ -468,7 +682,7 @@ int main(int argc, char **argv)
     long count = 0;
     char *end;
 
-    while ((opt = getopt_long(argc, argv, "s:m:g:Sqfh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:m:bg:Sqfh", options, NULL)) != -1) {
         switch (opt) {
         case 's':
             slot = optarg;
@@ -479,6 +693,9 @@ int main(int argc, char **argv)
             } else if (strcmp(optarg, "ports")) {
                 usage(2);
             }
+            break;
+        case 'b':
+            c.use_buffer = 1;
             break;
         case 'g':
             count = strtol(optarg, &end, 0);
@@ -511,11 +728,16 @@ int main(int argc, char **argv)
            c.driver[0] ? c.driver : "none");
     /* The format of /proc/ioports */
     printf("  %04llx-%04llx : %s\n", c.start, c.end, c.bdf);
+    print_buffer_bar(&c);
 
     open_card(&c);
-    printf("access: %s\n", c.use_resource ? "sysfs resource0" :
-           "port I/O (ioperm, inl/outl)");
+    printf("access: %s; commands through %s\n",
+           c.use_resource ? "sysfs resource0" : "port I/O (ioperm, inl/outl)",
+           c.use_buffer ? "BAR 2 (sysfs resource2, mmap)" : "DATA");
     dump_registers(&c);
+    if (c.use_buffer) {
+        check_buffer(&c);
+    }
 
     if (do_startup || do_query || count) {
         if (c.driver[0] && !force) {
@@ -527,6 +749,9 @@ int main(int argc, char **argv)
     if ((do_startup || count) && FAMILY(reg_read(&c, VTPM_STATUS)) != 2) {
         die("the card's TPM is not a TPM 2.0: --startup and --getrandom "
             "send TPM 2.0 commands");
+    }
+    if (c.use_buffer && (do_startup || count)) {
+        map_buffer(&c);
     }
     if (do_startup) {
         startup(&c);

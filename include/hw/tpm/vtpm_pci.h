@@ -28,6 +28,12 @@
 #define VTPM_PCI_MSIX_BAR           1
 
 /*
+ * BAR 2 (unless buffer-bar=off): memory space, plain RAM holding a command
+ * for CONTROL.START_BUFFER, then its response; VTPM_PCI_BUFFER_MAX bytes
+ */
+#define VTPM_PCI_BUFFER_BAR         2
+
+/*
  * Largest command or response the card buffers: room for the post-quantum
  * TPMs that need 8 KiB (libtpms 0.11); BUF_SIZE is the smaller of this and
  * the backend's buffer
@@ -55,6 +61,7 @@ REG32(VTPM_CONTROL, 0x10)
     FIELD(VTPM_CONTROL, CANCEL, 1, 1)
     FIELD(VTPM_CONTROL, ABORT, 2, 1)
     FIELD(VTPM_CONTROL, QUERY, 3, 1)
+    FIELD(VTPM_CONTROL, START_BUFFER, 4, 1)     /* interface 1.1 */
 REG32(VTPM_CMD_SIZE, 0x14)
 REG32(VTPM_RSP_SIZE, 0x18)
 REG32(VTPM_BUF_SIZE, 0x1c)
@@ -65,11 +72,13 @@ REG32(VTPM_INT_STATUS, 0x28)
     FIELD(VTPM_INT_STATUS, COMPLETE, 0, 1)
 REG32(VTPM_ERROR, 0x2c)
 REG32(VTPM_DATA, 0x30)
+REG32(VTPM_FEATURES, 0x34)                      /* interface 1.1 */
+    FIELD(VTPM_FEATURES, BUFFER, 0, 1)
 
 /* VTPM_ID reads as the bytes 'V' 'T' 'P' 'M' from the lowest port up */
 #define VTPM_PCI_ID_MAGIC           0x4d505456
 #define VTPM_PCI_VERSION_MAJOR      1
-#define VTPM_PCI_VERSION_MINOR      0
+#define VTPM_PCI_VERSION_MINOR      1
 
 /* VTPM_STATUS.STATE */
 enum VTPMCmdState {

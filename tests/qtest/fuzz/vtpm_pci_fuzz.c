@@ -3,9 +3,10 @@
  *
  * vtpm-pci-fuzz and vtpm-pci-tpm12-fuzz drive the card's registers as a
  * driver would, with sequences and TPM command frames from the fuzzer:
- * most of an input's bytes become TPM commands that run in libtpms, and
- * the rest pokes the state machine in ways a driver should not.  Every
- * response that comes back is checked against what the card promises
+ * most of an input's bytes become TPM commands that run in libtpms,
+ * through the DATA port or through the buffer BAR, and the rest pokes the
+ * state machine in ways a driver should not.  Every response that comes
+ * back is checked against what the card promises
  * (docs/specs/vtpm-pci.rst).
  *
  * vtpm-pci-migration-fuzz loads mutated migration streams of the card and
@@ -49,6 +50,8 @@
 
 /* Where BAR 0 goes; an input may move it */
 #define VTPM_FUZZ_PORT          0xc000
+/* ... and BAR 2, the buffer */
+#define VTPM_FUZZ_BUFFER        0xe1000000
 
 /* Main loop turns a command may take before the input counts as a hang */
 #define VTPM_FUZZ_WAIT_LOOPS    100000
@@ -76,6 +79,8 @@ typedef struct VTPMFuzz {
      * the root port the card is behind
      */
     uint32_t window[2];
+    /* BAR 2 decodes at VTPM_FUZZ_BUFFER: the input's writes go there */
+    bool buffer_checked;
     uint32_t buf_size;
     /*
      * The card's and the TPM's sections of the machine's device state,
@@ -144,15 +149,19 @@ static void vtpm_fuzz_config_write(QTestState *s, int bdf, uint8_t offset,
     vtpm_fuzz_out(s, PCI_CONFIG_DATA + (offset & (4 - width)), width, val);
 }
 
-/* Follow BAR 0 where the input moved it */
+/* Follow BAR 0 where the input moved it, and see where BAR 2 is */
 static void vtpm_fuzz_track_bar(QTestState *s)
 {
     uint32_t bar = vtpm_fuzz_config_read(s, vf.bdf, PCI_BASE_ADDRESS_0, 4);
+    uint32_t buffer = vtpm_fuzz_config_read(s, vf.bdf, PCI_BASE_ADDRESS_2, 4);
     uint16_t cmd = vtpm_fuzz_config_read(s, vf.bdf, PCI_COMMAND, 2);
 
     vf.port = bar & PCI_BASE_ADDRESS_IO_MASK & 0xffff;
     vf.checked = (cmd & PCI_COMMAND_IO) && vf.port >= vf.window[0] &&
                  vf.port + VTPM_PCI_BAR_SIZE - 1 <= vf.window[1];
+    vf.buffer_checked = (cmd & PCI_COMMAND_MEMORY) &&
+                        (buffer & PCI_BASE_ADDRESS_MEM_MASK) ==
+                        VTPM_FUZZ_BUFFER;
 }
 
 /* A broken promise: abort, so that libFuzzer keeps the input */
@@ -288,6 +297,65 @@ static void vtpm_fuzz_command(QTestState *s, const uint8_t *cmd, size_t len,
     }
 }
 
+/*
+ * Send a whole command through BAR 2, the way a driver does.  The checks
+ * hold when the card was idle or complete and both BARs decode where we
+ * think they are.  The card reads the command's size from its header.
+ */
+static void vtpm_fuzz_buffer_command(QTestState *s, const uint8_t *cmd,
+                                     size_t len)
+{
+    uint32_t state, size, rsp_len;
+    g_autofree uint8_t *in_buffer = NULL, *on_data = NULL;
+    bool ready;
+
+    if (!vf.buffer_checked) {
+        return;
+    }
+    state = vtpm_fuzz_state(s);
+    ready = vf.checked && len >= sizeof(struct tpm_req_hdr) &&
+            (state == VTPM_STATE_IDLE || state == VTPM_STATE_COMPLETE);
+    qtest_memwrite(s, VTPM_FUZZ_BUFFER, cmd, MIN(len, VTPM_PCI_BUFFER_MAX));
+    qtest_outl(s, vf.port + A_VTPM_CONTROL,
+               R_VTPM_CONTROL_START_BUFFER_MASK);
+    vtpm_fuzz_wait(s);
+    if (!ready) {
+        return;
+    }
+
+    size = ldl_be_p(cmd + 2);
+    if (size < sizeof(struct tpm_req_hdr) || size > vf.buf_size) {
+        uint32_t error = size > vf.buf_size ? VTPM_ERR_OVERFLOW :
+                                              VTPM_ERR_LENGTH;
+
+        if (vtpm_fuzz_state(s) != VTPM_STATE_IDLE ||
+            vtpm_fuzz_reg(s, A_VTPM_ERROR) != error) {
+            vtpm_fuzz_fail("START_BUFFER of %u bytes: STATUS 0x%x ERROR %u",
+                           size, vtpm_fuzz_reg(s, A_VTPM_STATUS),
+                           vtpm_fuzz_reg(s, A_VTPM_ERROR));
+        }
+        return;
+    }
+    if (vtpm_fuzz_state(s) != VTPM_STATE_COMPLETE) {
+        vtpm_fuzz_fail("a well-formed command in BAR 2 did not run, "
+                       "STATUS 0x%x ERROR %u",
+                       vtpm_fuzz_reg(s, A_VTPM_STATUS),
+                       vtpm_fuzz_reg(s, A_VTPM_ERROR));
+    }
+    /* BAR 2 holds the response that DATA gives */
+    rsp_len = vtpm_fuzz_reg(s, A_VTPM_RSP_SIZE);
+    if (rsp_len < sizeof(struct tpm_resp_hdr) || rsp_len > vf.buf_size) {
+        vtpm_fuzz_fail("RSP_SIZE %u", rsp_len);
+    }
+    in_buffer = g_malloc(rsp_len);
+    on_data = g_malloc(rsp_len);
+    qtest_memread(s, VTPM_FUZZ_BUFFER, in_buffer, rsp_len);
+    vtpm_fuzz_read_response(s, on_data, rsp_len, true);
+    if (memcmp(in_buffer, on_data, rsp_len)) {
+        vtpm_fuzz_fail("the response in BAR 2 differs from DATA's");
+    }
+}
+
 /* Find the card, place its BAR and let it decode, as firmware would */
 static void vtpm_fuzz_find_card(QTestState *s)
 {
@@ -304,8 +372,10 @@ static void vtpm_fuzz_find_card(QTestState *s)
     vf.window[0] = 0x1000;
     vf.window[1] = 0xffff;
     vtpm_fuzz_config_write(s, bdf, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
+    vtpm_fuzz_config_write(s, bdf, PCI_BASE_ADDRESS_2, 4, VTPM_FUZZ_BUFFER);
     vtpm_fuzz_config_write(s, bdf, PCI_COMMAND, 2,
-                           PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+                           PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
+                           PCI_COMMAND_MASTER);
     vtpm_fuzz_track_bar(s);
     g_assert_cmphex(vtpm_fuzz_reg(s, A_VTPM_ID), ==, VTPM_PCI_ID_MAGIC);
     vf.buf_size = vtpm_fuzz_reg(s, A_VTPM_BUF_SIZE);
@@ -422,11 +492,17 @@ static bool vtpm_fuzz_load(const uint8_t *data, size_t len, Error **errp)
  */
 static void vtpm_fuzz_restore(QTestState *s)
 {
+    static const uint8_t zero[VTPM_PCI_BUFFER_MAX];
+
     vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_0, 4, VTPM_FUZZ_PORT);
-    vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2, PCI_COMMAND_IO);
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_BASE_ADDRESS_2, 4, VTPM_FUZZ_BUFFER);
+    vtpm_fuzz_config_write(s, vf.bdf, PCI_COMMAND, 2,
+                           PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
     vtpm_fuzz_track_bar(s);
     vtpm_fuzz_wait(s);
     flush_events(s);
+    /* BAR 2 is RAM, which the snapshot of the devices does not hold */
+    qtest_memwrite(s, VTPM_FUZZ_BUFFER, zero, sizeof(zero));
     /*
      * The PCI core keeps the lowest configuration version it has loaded
      * (a stream of an older QEMU), and refuses newer ones after it
@@ -481,6 +557,10 @@ enum {
     VTPM_OP_RESET,
     /* START, then CANCEL at once, then wait */
     VTPM_OP_CANCEL,
+    /* len (2, big-endian), then len bytes: a command frame, through BAR 2 */
+    VTPM_OP_BUFFER_COMMAND,
+    /* offset (2, big-endian), n, then n bytes: written to BAR 2 */
+    VTPM_OP_BUFFER_WRITE,
     VTPM_OP_MAX
 };
 
@@ -508,25 +588,69 @@ static bool vtpm_fuzz_take(VTPMFuzzInput *in, void *dst, size_t len)
     return true;
 }
 
-static void vtpm_fuzz_op_command(QTestState *s, VTPMFuzzInput *in)
+/*
+ * A command frame: its length (2, big-endian), then its bytes, up to
+ * @max; NULL if there are none
+ */
+static uint8_t *vtpm_fuzz_take_frame(VTPMFuzzInput *in, size_t max,
+                                     size_t *len)
 {
-    uint8_t lenbuf[2], rsp[sizeof(struct tpm_resp_hdr)];
-    g_autofree uint8_t *cmd = NULL;
-    uint16_t len;
+    uint8_t lenbuf[2];
+    uint8_t *cmd;
 
     if (!vtpm_fuzz_take(in, lenbuf, 2)) {
+        return NULL;
+    }
+    *len = MIN(MIN(lduw_be_p(lenbuf) & ~VTPM_OP_COMMAND_RAW, in->left), max);
+    if (!*len) {
+        return NULL;
+    }
+    cmd = g_malloc(*len);
+    vtpm_fuzz_take(in, cmd, *len);
+    if (!(lduw_be_p(lenbuf) & VTPM_OP_COMMAND_RAW) && *len >= 6) {
+        stl_be_p(cmd + 2, *len);
+    }
+    return cmd;
+}
+
+static void vtpm_fuzz_op_command(QTestState *s, VTPMFuzzInput *in)
+{
+    uint8_t rsp[sizeof(struct tpm_resp_hdr)];
+    size_t len;
+    g_autofree uint8_t *cmd = vtpm_fuzz_take_frame(in, UINT16_MAX, &len);
+
+    if (cmd) {
+        vtpm_fuzz_command(s, cmd, len, rsp, sizeof(rsp));
+    }
+}
+
+static void vtpm_fuzz_op_buffer_command(QTestState *s, VTPMFuzzInput *in)
+{
+    size_t len;
+    g_autofree uint8_t *cmd = vtpm_fuzz_take_frame(in, VTPM_PCI_BUFFER_MAX,
+                                                   &len);
+
+    if (cmd) {
+        vtpm_fuzz_buffer_command(s, cmd, len);
+    }
+}
+
+/* Bytes in BAR 2, whatever the card is doing */
+static void vtpm_fuzz_op_buffer_write(QTestState *s, VTPMFuzzInput *in)
+{
+    uint8_t a[3], bytes[UINT8_MAX];
+    uint32_t offset, n;
+
+    if (!vtpm_fuzz_take(in, a, 3)) {
         return;
     }
-    len = MIN(lduw_be_p(lenbuf) & ~VTPM_OP_COMMAND_RAW, in->left);
-    if (!len) {
-        return;
+    offset = lduw_be_p(a) % VTPM_PCI_BUFFER_MAX;
+    n = MIN(a[2], in->left);
+    vtpm_fuzz_take(in, bytes, n);
+    if (vf.buffer_checked) {
+        qtest_memwrite(s, VTPM_FUZZ_BUFFER + offset, bytes,
+                       MIN(n, VTPM_PCI_BUFFER_MAX - offset));
     }
-    cmd = g_malloc(len);
-    vtpm_fuzz_take(in, cmd, len);
-    if (!(lduw_be_p(lenbuf) & VTPM_OP_COMMAND_RAW) && len >= 6) {
-        stl_be_p(cmd + 2, len);
-    }
-    vtpm_fuzz_command(s, cmd, len, rsp, sizeof(rsp));
 }
 
 static void vtpm_fuzz_run(QTestState *s, const uint8_t *data, size_t size)
@@ -602,6 +726,12 @@ static void vtpm_fuzz_run(QTestState *s, const uint8_t *data, size_t size)
             qtest_outl(s, vf.port + A_VTPM_CONTROL,
                        R_VTPM_CONTROL_CANCEL_MASK);
             vtpm_fuzz_wait(s);
+            break;
+        case VTPM_OP_BUFFER_COMMAND:
+            vtpm_fuzz_op_buffer_command(s, &in);
+            break;
+        case VTPM_OP_BUFFER_WRITE:
+            vtpm_fuzz_op_buffer_write(s, &in);
             break;
         }
     }
