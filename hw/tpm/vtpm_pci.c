@@ -49,10 +49,12 @@ OBJECT_DECLARE_SIMPLE_TYPE(VTPMPCIState, VTPM_PCI)
 #define VTPM_PCI_IOBASE_NONE        UINT32_MAX
 
 /*
- * poll-ns property: how long the START access waits for a command to
- * complete (the TPM's thread polls for the next command 4 times as long)
+ * poll-ns property: how long, at most, the START access waits for a
+ * command to complete (the TPM's thread polls for the next command up to
+ * 4 times as long); both adapt below it.  The default covers the TPM
+ * thread's wake-up after a pause, which a guest waits for anyway.
  */
-#define VTPM_PCI_POLL_NS_DEFAULT    50000
+#define VTPM_PCI_POLL_NS_DEFAULT    200000
 #define VTPM_PCI_POLL_NS_MAX        1000000
 
 struct VTPMPCIState {
@@ -786,8 +788,9 @@ static void vtpm_pci_class_init(ObjectClass *klass, const void *data)
         "ports a PC reserves; 4294967295: not pinned, firmware and "
         "guest place it");
     object_class_property_set_description(klass, "poll-ns",
-        "how long a START write waits for the TPM, in ns (0-1000000); "
-        "0: every command completes later, by interrupt");
+        "how long a START write waits for the TPM at most, in ns "
+        "(0-1000000; adapts below it); 0: every command completes later, "
+        "by interrupt");
     object_class_property_set_description(klass, "buffer-bar",
         "give the card BAR 2, a RAM buffer for whole commands "
         "(CONTROL.START_BUFFER); off: the DATA port only");

@@ -79,7 +79,7 @@ extern const size_t tpm12_create_ek_size;
  * RSA key's generation, a tenth of a second to over a second.  One that
  * does not wait takes the qtest round trip and the access itself, tens
  * of microseconds, plus the frontend's poll time where it polls
- * (vtpm-pci's poll-ns: 50 us by default, 1 ms at most), plus what the
+ * (vtpm-pci's poll-ns: 200 us by default, 1 ms at most), plus what the
  * host's scheduler adds to the test's and QEMU's turns on a busy 2-CPU
  * machine, up to a scheduling period (12 to 24 ms) for each.
  */

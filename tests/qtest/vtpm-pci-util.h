@@ -21,7 +21,7 @@
  * docs/specs/vtpm-pci.rst gives them (the card's own are not visible to
  * the tests: they check that the card keeps to the spec)
  */
-#define VTPM_PCI_TEST_POLL_NS_DEFAULT   50000
+#define VTPM_PCI_TEST_POLL_NS_DEFAULT   200000
 #define VTPM_PCI_TEST_POLL_NS_MAX       1000000
 
 uint16_t vtpm_pci_port(QTestState *s);
