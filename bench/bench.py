@@ -3,18 +3,26 @@
 """vtpm-pci against the virtual TPMs users run today.
 
 Boots the guest test image of contrib/vtpm-pci for each configuration,
-three times in a full run (the configurations in turn, boot after boot),
-runs bench/tpm2bench in it through /dev/tpm0 and /dev/tpmrm0, runs the
-same workloads against libtpms called directly on the host (the floor),
-and prints: operations per second (the median over the boots of each
-boot's median of several runs, and their range), each with its ratio to
-tpm-crb + swtpm measured in the same run on the same kernel; the latency
-of single commands sent 1 ms and 100 ms apart; the host CPU time QEMU
-and swtpm spent in each measurement and with the guest idle; and, for
-vtpm-pci, the commands the card executed against those the benchmark
-sent, read from the card (qom-get) at the guest's marks on its second
-serial port: a measurement where they differ by more than 1% is
-disturbed, and reported as such rather than as a number.
+three times in a full run (the configurations in turn, boot after boot,
+in another order each round), runs bench/tpm2bench in it through
+/dev/tpm0 and /dev/tpmrm0, runs the same workloads against libtpms
+called directly on the host (the floor), and prints: operations per
+second (the median over the boots of each boot's median of several runs,
+and their range), each with its ratio to tpm-crb + swtpm measured in the
+same run on the same kernel, and for vtpm-pci with commands in BAR 2,
+its ratio to the same configuration with commands through the DATA port
+(the driver loaded with port=1: every vtpm-pci configuration runs both
+ways, and each boot's driver must say it moves commands the way its
+configuration says); the latency of single commands sent 1 ms and 100 ms
+apart; back-to-back RSA 2048 key generation (TPM2_CreatePrimary); the
+host CPU time QEMU and swtpm spent in each measurement, with the guest
+idle, and per key; and, for vtpm-pci, the commands the card executed
+against those the benchmark sent, read from the card (qom-get) at the
+guest's marks on its second serial port: a measurement where they differ
+by more than 1% is disturbed, and reported as such rather than as a
+number.  A boot the host disturbed (its port accesses slower than the
+run's, or QEMU short of the CPU time the configuration's other boots
+had) is left out of the medians.
 
 The kernel's hwrng thread would use the TPM during the measurements: the
 guest boots with rng_core.default_quality=0 and unhooks the TPM from
@@ -25,14 +33,17 @@ quality).  The newest (7.x) adds its rows for vtpm-pci + libtpms, with
 and without TPM_CHIP_FLAG_SYNC, and tpm-crb + swtpm.  Then host memory
 (QEMU's and swtpm's RSS), and the device overhead of vtpm-pci + libtpms
 for GetRandom(32): where QEMU spends its time per command outside
-libtpms, from a run with trace events on; and, on the newest kernel,
-the port accesses per GetRandom(32) with and without
-TPM_CHIP_FLAG_SYNC.
+libtpms, from a run with trace events on; the card's trapped accesses
+(port accesses) per command in each workload, counted by trace events
+in boots of their own, for each vtpm-pci configuration both ways; and,
+on the newest kernel, the port accesses per GetRandom(32) with and
+without TPM_CHIP_FLAG_SYNC.
 
     bench/bench.py [--quick] [--out DIR] [--only CONFIG,...]
 
---quick runs short, and leaves out the newest kernel's row without SYNC
-and the SYNC port counts.
+--quick runs short, and leaves out the newest kernel's row without SYNC,
+the SYNC port counts, the DATA port twins of all but the main
+configuration and the trapped accesses of all but its two ways.
 
 Run it through "make bench" (or "make bench QUICK=1"), which builds QEMU
 first.  The table, a JSON file of the numbers and a gnuplot image go to
@@ -41,6 +52,7 @@ fails to run; never because of a number.
 """
 
 import argparse
+import bisect
 import calendar
 import json
 import os
@@ -73,11 +85,24 @@ WORKLOADS = [
     ('large', 'Hash 1 KB + NV_Read 1 KB', 'pair'),
     ('session', 'Load + HMAC session + Unseal', 'op'),
 ]
+# A long command back to back, through /dev/tpm0 alone (see guest-init)
+KEYS = ('createprimary', 'CreatePrimary RSA 2048 + FlushContext', 'key')
 # Single commands with a pause before each: gap, label
 ONESHOTS = [('oneshot-1ms', '1 ms apart'), ('oneshot-100ms', '100 ms apart')]
 # What the guest measures between marks, on each device
-MEASURED = [w[0] for w in WORKLOADS] + [o[0] for o in ONESHOTS]
+MEASURED = [w[0] for w in WORKLOADS] + [KEYS[0]] + [o[0] for o in ONESHOTS]
 DEVICES = ['tpm0', 'tpmrm0']
+TPM0_ONLY = (KEYS[0],)
+# TPM commands the benchmark sends per operation
+COMMANDS_PER_OP = {'getrandom': 1, 'pcr': 2, 'large': 2, 'session': 4,
+                   KEYS[0]: 2, 'oneshot-1ms': 1, 'oneshot-100ms': 1}
+
+
+def measured(dev):
+    """The workloads the guest measures on DEV"""
+    return [w for w in MEASURED if dev == 'tpm0' or w not in TPM0_ONLY]
+
+
 # A full run boots each configuration this many times
 BOOTS = 3
 # Seconds of the TPM at rest, measured before the workloads
@@ -85,24 +110,67 @@ IDLE, IDLE_QUICK = 20, 2
 # A measurement where the card executed more (or fewer) commands than
 # the benchmark sent, by more than this share, is disturbed: no number
 DISTURBED = 0.01
+# A boot the host disturbed, running other work on the CPUs QEMU needed,
+# is left out of the medians: one whose port accesses (tpm2bench -p, at
+# the start of the boot) cost more than PORT_SLOWER above the run's median
+# for the same port, or, in a workload that keeps QEMU flat out (FLAT_OUT
+# cores or more in the configuration's best boot: the vCPU never halts,
+# and the TPM thread polls beside it; a driver that sleeps, as tpm-crb's,
+# leaves QEMU at 0.4-0.7), one where QEMU (+ swtpm) had less than
+# CORES_LOWER of the cores that best boot had: other work can only take
+# CPU time away from QEMU.  Clean boots of vtpm-pci + libtpms showed
+# 1.74-1.94 cores flat out, disturbed ones 1.1-1.6.  Where every boot of
+# a configuration is disturbed, they are kept, and its rows flagged.
+PORT_SLOWER = 0.20
+CORES_LOWER = 0.85
+FLAT_OUT = 0.9
+# The fewest boots whose median port access cost is a reference
+PORT_BOOTS = 3
 REFERENCE = 'crb-swtpm'
 
-# name, label, QEMU arguments, TPM (swtpm or None), driver in the guest
 # The card, with an id for qom-get of its command count
 CARD_ID = 'card'
 CARD = 'vtpm-pci,id=' + CARD_ID
 SWTPM_ARGS = ['-chardev', 'socket,id=chrtpm,path={sock}',
               '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm']
 LIBTPMS_ARGS = ['-tpmdev', 'libtpms,id=tpm0']
-CONFIGS = [
-    ('vtpm-libtpms', 'vtpm-pci + libtpms (MSI-X)',
-     ['-device', CARD], False, 'vtpm'),
-    ('vtpm-libtpms-poll', 'vtpm-pci + libtpms (polling)',
-     ['-device', CARD], False, 'vtpm-poll'),
-    ('vtpm-libtpms-nopoll', 'vtpm-pci + libtpms (poll-ns=0)',
-     ['-device', CARD + ',poll-ns=0'], False, 'vtpm'),
-    ('vtpm-swtpm', 'vtpm-pci + swtpm',
-     SWTPM_ARGS + ['-device', CARD + ',tpmdev=tpm0'], True, 'vtpm'),
+# Each vtpm-pci configuration runs both ways: NAME with commands in BAR 2
+# (the driver's default on a card that has it), and its twin NAME-port,
+# the driver loaded with port=1, commands through the DATA port; labels
+# say "BAR 2" and "DATA port"
+MODES = (('BAR 2', ''), ('DATA port', '-port'))
+PORT = MODES[1][1]
+
+
+def both_ways(name, label, qargs, swtpm, driver):
+    """A vtpm-pci configuration's two ways, with commands in BAR 2 first:
+    LABEL has "{mode}" where the way goes"""
+    return [(name + suffix, label.format(mode=mode), qargs, swtpm,
+             driver + suffix) for mode, suffix in MODES]
+
+
+def port_twin(name):
+    """NAME's twin with commands through the DATA port: vtpm-libtpms-port
+    for vtpm-libtpms, NAME-port@LINE for NAME@LINE"""
+    base, at, line = name.partition('@')
+    return base + PORT + at + line
+
+
+def is_vtpm(driver):
+    return driver.split('-')[0] == 'vtpm'
+
+
+# name, label, QEMU arguments, TPM (swtpm or None), driver in the guest
+# (guest-init's bench.driver)
+CONFIGS = both_ways(
+    'vtpm-libtpms', 'vtpm-pci + libtpms ({mode}, MSI-X)',
+    ['-device', CARD], False, 'vtpm') + both_ways(
+    'vtpm-libtpms-poll', 'vtpm-pci + libtpms ({mode}, polling)',
+    ['-device', CARD], False, 'vtpm-poll') + both_ways(
+    'vtpm-libtpms-nopoll', 'vtpm-pci + libtpms ({mode}, poll-ns=0)',
+    ['-device', CARD + ',poll-ns=0'], False, 'vtpm') + both_ways(
+    'vtpm-swtpm', 'vtpm-pci + swtpm ({mode})',
+    SWTPM_ARGS + ['-device', CARD + ',tpmdev=tpm0'], True, 'vtpm') + [
     ('crb-swtpm', 'tpm-crb + swtpm',
      SWTPM_ARGS + ['-device', 'tpm-crb,tpmdev=tpm0'], True, 'builtin'),
     ('tis-swtpm', 'tpm-tis + swtpm',
@@ -111,14 +179,22 @@ CONFIGS = [
      LIBTPMS_ARGS + ['-device', 'tpm-crb,tpmdev=tpm0'], False, 'builtin'),
 ]
 FLOOR = ('floor', 'libtpms on the host (floor)')
-# The newest kernel's rows: NAME@LINE, e.g. vtpm-libtpms@7.3.  Without
+# The newest kernel's rows: NAME@LINE, e.g. vtpm-libtpms@7.3: a
+# configuration of CONFIGS, or one of its own.  Without
 # TPM_CHIP_FLAG_SYNC: the driver loaded with sync=0, on the same kernel.
+# name, configuration (None: CONFIGS'), in the quick run
 NEWEST = [
-    ('vtpm-libtpms', None),
-    ('vtpm-libtpms-nosync', ('vtpm-pci + libtpms (MSI-X, no SYNC)',
-                             ['-device', CARD], False, 'vtpm-nosync')),
-    ('crb-swtpm', None),
+    ('vtpm-libtpms', None, True),
+    ('vtpm-libtpms-port', None, False),
+] + [(c[0], c[1:], False) for c in both_ways(
+    'vtpm-libtpms-nosync', 'vtpm-pci + libtpms ({mode}, MSI-X, no SYNC)',
+    ['-device', CARD], False, 'vtpm-nosync')] + [
+    ('crb-swtpm', None, True),
 ]
+# Left out of the quick run: the DATA port twins of CONFIGS but the main
+# configuration's
+QUICK_SKIPS = [port_twin(c[0]) for c in CONFIGS
+               if c[0] != 'vtpm-libtpms' and is_vtpm(c[4])]
 # TPM_CHIP_FLAG_SYNC on the newest kernel, for a GetRandom(32): time,
 # from boots that reload the driver with sync=1 and sync=0 in turn, so
 # that both run under the same host conditions; and port accesses,
@@ -300,7 +376,8 @@ def accept(sock, qemu, deadline):
 
 class Sampler:
     """What the host reads at each of the guest's marks: the card's
-    command count, the CPU time of QEMU and swtpm, the time"""
+    command count, the CPU time of QEMU and swtpm, the time (and the time
+    of day, to find the measurement in a trace's timestamps)"""
 
     def __init__(self, qmp, qemu_pid, swtpm_pid, card):
         self.qmp, self.pids, self.card = qmp, (qemu_pid, swtpm_pid), card
@@ -312,13 +389,14 @@ class Sampler:
                 'qom-get', path='/machine/peripheral/' + CARD_ID,
                 property='commands')
         qemu, swtpm = (cpu_seconds(p) if p else None for p in self.pids)
-        return {'t': time.monotonic(), 'commands': commands,
-                'qemu_cpu': qemu, 'swtpm_cpu': swtpm}
+        return {'t': time.monotonic(), 'wall': time.time(),
+                'commands': commands, 'qemu_cpu': qemu, 'swtpm_cpu': swtpm}
 
 
 def interval(begin, end, sent):
     """A measurement between two marks"""
-    m = {'seconds': end['t'] - begin['t'], 'sent': sent}
+    m = {'seconds': end['t'] - begin['t'], 'sent': sent,
+         'wall': (begin['wall'], end['wall'])}
     if begin['commands'] is not None:
         m['card'] = end['commands'] - begin['commands']
     cpu = 0.0
@@ -379,7 +457,7 @@ def boot(name, line, initrd, qemu_args, uses_swtpm, driver, params,
                       accept(qmp_listener, qemu, deadline)]
             sync = conns[0].makefile('rw', encoding='ascii', newline='\n')
             sampler = Sampler(Qmp(conns[1]), qemu.pid, swtpm_pid,
-                              any(CARD_ID in a for a in args))
+                              has_card(args))
             while True:
                 left = deadline - time.monotonic()
                 ready, _, _ = select.select([conns[0]], [], [], max(left, 0))
@@ -421,7 +499,31 @@ def boot(name, line, initrd, qemu_args, uses_swtpm, driver, params,
             tail = '\n'.join('#   ' + line for line in lines[-30:])
             raise BenchError('%s: QEMU exited with %d; the end of %s:\n%s'
                              % (name, qemu.returncode, console, tail))
+        if is_vtpm(driver):
+            check_driver(name, driver, lines)
     return lines, mem, marks
+
+
+def check_driver(name, driver, lines):
+    """The driver moved commands the way the configuration says (BAR 2,
+    or the DATA port with port=1), and polled or took interrupts as it
+    says: its probe message, after each load (guest-init's BENCH-DRIVER
+    lines)"""
+    opts = driver.split('-')[1:]
+    want = ['commands through DATA' if PORT[1:] in opts
+            else 'commands in BAR 2',
+            'polling' if 'poll' in opts else 'interrupt driven']
+    said = [line[len('BENCH-DRIVER '):] for line in lines
+            if line.startswith('BENCH-DRIVER ')]
+    if not said:
+        raise BenchError('%s: the driver did not say how it moves commands'
+                         % name)
+    for line in said:
+        for w in want:
+            if not re.search(r', %s(,|$)' % w, line):
+                raise BenchError('%s: the driver says "%s": not %s, as '
+                                 'bench.driver=%s wants' % (name, line, w,
+                                                            driver))
 
 
 def read_console(path):
@@ -521,10 +623,69 @@ def aggregate(boots):
     return out
 
 
+def has_card(qemu_args):
+    return any(CARD_ID in a for a in qemu_args)
+
+
+def port_kind(qemu_args):
+    """The port whose accesses guest-init times in a boot (PORTCOST): the
+    card's ID register, or without a card isa-debug-exit's"""
+    return 'card' if has_card(qemu_args) else 'isa-debug-exit'
+
+
+def flat_out_cores(boot):
+    """{(device, workload): QEMU's (+ swtpm's) cores} of a boot's
+    measurements that run commands back to back (WORKLOADS)"""
+    out = {}
+    for dev in DEVICES:
+        for w, _, _ in WORKLOADS:
+            mark = boot['results'].get(dev, {}).get(w, {}).get('mark', {})
+            if mark.get('cores') is not None:
+                out[(dev, w)] = mark['cores']
+    return out
+
+
+def judge_boots(boots):
+    """Mark the boots the host disturbed (see PORT_SLOWER): each boot's
+    'disturbed' is a list of reasons, empty for a clean one, and its
+    'port_vs_median' and 'cores_vs_best' (the lowest, flat out) say how
+    far it was from the rest.  Returns the run's median port access cost
+    for each port timed in PORT_BOOTS boots or more."""
+    medians = {}
+    for kind in set(b['port_kind'] for bs in boots.values() for b in bs):
+        costs = [b['port'] for bs in boots.values() for b in bs
+                 if b['port_kind'] == kind and b['port']]
+        if len(costs) >= PORT_BOOTS:
+            medians[kind] = statistics.median(costs)
+    for bs in boots.values():
+        best = {}
+        for b in bs:
+            for k, cores in flat_out_cores(b).items():
+                best[k] = max(best.get(k, 0.0), cores)
+        for b in bs:
+            b['disturbed'] = []
+            med = medians.get(b['port_kind'])
+            b['port_vs_median'] = b['port'] / med - 1 \
+                if b['port'] and med else None
+            if b['port_vs_median'] is not None and \
+                    b['port_vs_median'] > PORT_SLOWER:
+                b['disturbed'].append('port accesses %+.0f%%'
+                                      % (100 * b['port_vs_median']))
+            low = sorted((cores / best[k], k)
+                         for k, cores in flat_out_cores(b).items()
+                         if best[k] >= FLAT_OUT)
+            b['cores_vs_best'] = low[0][0] if low else None
+            if low and low[0][0] < CORES_LOWER:
+                ratio, (dev, w) = low[0]
+                b['disturbed'].append('%s on /dev/%s: %.0f%% of the best '
+                                      'boot\'s cores' % (w, dev, 100 * ratio))
+    return medians
+
+
 def run_floor(seconds, runs):
     out = subprocess.run([os.path.join(WORK, 'tpm2bench-host'), '-t',
                           str(seconds), '-r', str(runs), 'libtpms'] +
-                         [w[0] for w in WORKLOADS], check=True,
+                         [w[0] for w in WORKLOADS] + [KEYS[0]], check=True,
                          capture_output=True, text=True).stdout
     return parse_bench(out.splitlines(), 'host')[0]
 
@@ -617,28 +778,53 @@ def parse_timing(path):
     }
 
 
-def parse_counts(path):
-    """Per GetRandom(32) command: port accesses, registers and DATA, and
-    the time libtpms takes (measured around TPMLIB_Process)"""
+def parse_counts(path, marks):
+    """The card's trapped accesses in each measurement of a traced boot
+    (its events between the host's readings of the time of day at the
+    guest's marks, which bracket the measurement's commands and nothing
+    else of the TPM's): {device: {workload: c}}, where c has, per command
+    the card executed, the register and DATA port accesses and all of
+    them, and per operation of the workload all of them, the commands,
+    and the median time libtpms took for one (TPMLIB_Process)"""
     events = read_trace(path)
-    first, last, ncmd = loop_window(events, path)
-    reg = data = 0
-    lib_us = []
-    for _, name, args in events[first:last]:
+    windows = sorted((m['wall'][0], m['wall'][1], key)
+                     for key, m in marks.items()
+                     if key[0] in COMMANDS_PER_OP)
+    counts = dict((key, {'reg': 0, 'data': 0, 'commands': 0, 'lib': []})
+                  for _, _, key in windows)
+    begins = [w[0] for w in windows]
+    for t, name, args in events:
+        i = bisect.bisect_right(begins, t) - 1
+        if i < 0 or t > windows[i][1]:
+            continue
+        c = counts[windows[i][2]]
         if name in ('vtpm_pci_io_read', 'vtpm_pci_io_write'):
-            if int(args.split()[1], 16) == REG_DATA:
-                data += 1
-            else:
-                reg += 1
+            c['data' if int(args.split()[1], 16) == REG_DATA
+              else 'reg'] += 1
+        elif name == 'vtpm_pci_command':
+            c['commands'] += 1
         elif name == 'tpm_libtpms_command':
-            lib_us.append(int(re.search(r', (-?\d+) ns in libtpms',
-                                        args).group(1)) / 1000)
-    return {'reg_accesses': reg / ncmd, 'data_accesses': data / ncmd,
-            'libtpms_us': statistics.median(lib_us)}
+            c['lib'].append(int(re.search(r', (-?\d+) ns in libtpms',
+                                          args).group(1)) / 1000)
+    out = {}
+    for (w, target), c in counts.items():
+        ncmd, sent = c['commands'], marks[(w, target)]['sent']
+        if not ncmd or not sent:
+            raise BenchError('trace: no command of %s on %s in %s'
+                             % (w, target, path))
+        out.setdefault(target.replace('/dev/', ''), {})[w] = {
+            'reg_accesses': c['reg'] / ncmd,
+            'data_accesses': c['data'] / ncmd,
+            'accesses': (c['reg'] + c['data']) / ncmd,
+            'per_op': (c['reg'] + c['data']) * COMMANDS_PER_OP[w] / sent,
+            'commands': ncmd,
+            'libtpms_us': median_of(c['lib'])}
+    return out
 
 
 def breakdown(timing, counts, port_us, untraced_us):
-    b = dict(timing, **counts)
+    b = dict(counts)
+    b.update(timing)
     b['port_us'] = port_us
     b['ports_us'] = (b['reg_accesses'] + b['data_accesses']) * port_us
     b['handoff_us'] = b['response_us'] - b['libtpms_us']
@@ -650,9 +836,9 @@ def breakdown(timing, counts, port_us, untraced_us):
     return b
 
 
-def format_breakdown(b):
-    r = ['Device overhead: vtpm-pci + libtpms (MSI-X), GetRandom(32) '
-         'through /dev/tpm0, per command',
+def format_breakdown(b, label):
+    r = ['Device overhead: %s, GetRandom(32) through /dev/tpm0, per '
+         'command' % label,
          '  (medians over %d commands, timed inside QEMU and reported by '
          'trace events outside the times they measure;'
          % b['commands'],
@@ -699,7 +885,10 @@ def reference(name):
     return REFERENCE + ('@' + line if line else '')
 
 
-LABEL_WIDTH = 43
+# The longest label, and room for a flag (" !": every boot disturbed)
+LABEL_WIDTH = 59
+# Workloads whose table has a column of BAR 2 against the DATA port
+VS_PORT = ('getrandom', 'large')
 
 
 def spread(r, key, fmt):
@@ -712,23 +901,30 @@ def spread(r, key, fmt):
 def format_table(results, labels, seconds, runs, nboots):
     head1 = '%-*s %-11s' % (LABEL_WIDTH, '', '')
     head2 = '%-*s %-11s' % (LABEL_WIDTH, 'configuration', 'device')
-    for _, label, unit in WORKLOADS:
-        head1 += ' | %-33s' % label
+    for w, label, unit in WORKLOADS:
+        head1 += ' | %-*s' % (42 if w in VS_PORT else 33, label)
         head2 += ' | %9s %14s %8s' % (unit + 's/s', 'range', 'ratio')
-    lines = ['%s/s: the median over %d boots of each boot\'s median of %d '
-             'runs of ~%g s; range: the boots\' lowest and highest; ratio: '
-             'to tpm-crb + swtpm, same device, same run, same kernel; '
+        if w in VS_PORT:
+            head2 += ' %8s' % 'vs port'
+    lines = ['%s/s: the median over the boots (%d a configuration, less '
+             'those the host disturbed: see "Boots") of each boot\'s median '
+             'of %d runs of ~%g s; range: the boots\' lowest and highest; '
+             'ratio: to tpm-crb + swtpm, same device, same run, same '
+             'kernel;' % ('ops', nboots, runs, seconds),
+             'vs port: vtpm-pci with commands in BAR 2 against the same '
+             'configuration with commands through the DATA port (port=1); '
              '"disturbed": the card executed commands the benchmark did not '
-             'send, in every boot' % ('ops', nboots, runs, seconds),
-             head1, head2, '-' * len(head2)]
+             'send, in every boot', head1, head2, '-' * len(head2)]
     for name, label in labels:
         ref = results.get(reference(name), {})
+        twin = results.get(port_twin(name), {})
         for dev, res in sorted(results.get(name, {}).items()):
             row = '%-*s %-11s' % (LABEL_WIDTH, label, dev if dev == 'host'
                                   else '/dev/' + dev)
             for w, _, _ in WORKLOADS:
                 r = res.get(w)
                 base = ref.get('tpm0' if dev == 'host' else dev, {}).get(w)
+                other = twin.get(dev, {}).get(w)
                 if not r:
                     row += ' | %9s %14s %8s' % ('-', '', '-')
                 elif 'ops' not in r:
@@ -739,6 +935,10 @@ def format_table(results, labels, seconds, runs, nboots):
                     row += ' | %9.0f %14s %8s' % (r['ops'],
                                                   spread(r, 'ops', '%.0f'),
                                                   ratio)
+                if w in VS_PORT:
+                    row += (' %7.2fx' % (r['ops'] / other['ops'])) \
+                        if r and 'ops' in r and other and 'ops' in other \
+                        else ' %8s' % '-'
             lines.append(row)
     return '\n'.join(lines)
 
@@ -781,18 +981,28 @@ def format_host(results, labels):
     return '\n'.join(lines)
 
 
-def format_idle(idle, labels, seconds):
+def format_idle(idle, results, labels, seconds):
+    """The TPM at rest, and with one command every 100 ms"""
     lines = ['Host CPU with the guest idle (no TPM command for %g s, '
-             'before the workloads): cores busy, QEMU + swtpm; median and '
-             'range over the boots' % seconds,
-             '%-*s %8s %17s' % (LABEL_WIDTH, 'configuration', 'cores',
-                                'range')]
+             'before the workloads), and while it sends one GetRandom(32) '
+             'every 100 ms through /dev/tpm0' % seconds,
+             '(the one-shot measurement): cores busy, QEMU + swtpm; median '
+             'and range over the boots',
+             '%-*s %8s %17s   %8s %17s' % (LABEL_WIDTH, 'configuration',
+                                          'idle', 'range', 'per 100ms',
+                                          'range')]
     for name, label in labels:
         a = idle.get(name)
-        if not a or 'cores' not in a:
+        h = results.get(name, {}).get('tpm0', {}).get(
+            'oneshot-100ms', {}).get('host', {})
+        if (not a or 'cores' not in a) and 'cores' not in h:
             continue
-        lines.append('%-*s %8.4f %17s' % (LABEL_WIDTH, label, a['cores'],
-                                          spread(a, 'cores', '%.4f')))
+        row = '%-*s' % (LABEL_WIDTH, label)
+        for r in (a or {}), h:
+            row += ' %8s %17s  ' % (
+                '%.4f' % r['cores'] if 'cores' in r else '-',
+                spread(r, 'cores', '%.4f'))
+        lines.append(row.rstrip())
     return '\n'.join(lines)
 
 
@@ -826,6 +1036,117 @@ def format_oneshot(results, labels):
                     r['median_us'], spread(r, 'median_us', '%.1f'),
                     r['p99_us'], ratio)
             lines.append(row)
+    return '\n'.join(lines)
+
+
+def format_keys(results, labels):
+    """Back-to-back key generation: keys per second, and the host's CPU
+    for each"""
+    w, title, unit = KEYS
+    lines = ['%s, back to back through /dev/tpm0, a new key each time: '
+             '%ss/s (median over the boots, and range), host CPU while '
+             'they ran (QEMU + swtpm): cores busy, and ms per key' % (
+                 title, unit),
+             '(the floor: libtpms on the host, one thread, whose time per '
+             'key is its CPU per key)',
+             '%-*s %9s %14s %7s %11s' % (LABEL_WIDTH, 'configuration',
+                                         unit + 's/s', 'range', 'cores',
+                                         'CPU ms/' + unit)]
+    for name, label in labels:
+        floor = name == FLOOR[0]
+        r = results.get(name, {}).get('host' if floor else 'tpm0', {}).get(w)
+        if not r:
+            continue
+        if 'ops' not in r:
+            lines.append('%-*s %24s' % (LABEL_WIDTH, label, 'disturbed'))
+            continue
+        h = r.get('host', {})
+        if floor:
+            cores, ms = '-', '%.2f' % (r['us'] / 1000)
+        else:
+            cores = '%.3f' % h['cores'] if 'cores' in h else '-'
+            ms = '%.2f' % (h['cpu_us_per_cmd'] * COMMANDS_PER_OP[w] / 1000) \
+                if h.get('cpu_us_per_cmd') is not None else '-'
+        lines.append('%-*s %9.1f %14s %7s %11s' % (
+            LABEL_WIDTH, label, r['ops'], spread(r, 'ops', '%.1f'), cores,
+            ms))
+    return '\n'.join(lines)
+
+
+def format_accesses(accesses, labels):
+    """The card's trapped accesses per command and per operation, in each
+    workload"""
+    head1 = '%-*s %-11s' % (LABEL_WIDTH, '', '')
+    head2 = '%-*s %-11s' % (LABEL_WIDTH, 'configuration', 'device')
+    units = dict((w, unit) for w, _, unit in WORKLOADS + [KEYS])
+    for w in MEASURED:
+        head1 += ' | %-15s' % w
+        head2 += ' | %6s %8s' % ('/cmd', '/' + units.get(w, 'cmd'))
+    lines = ['Trapped accesses: the card\'s port accesses (register and '
+             'DATA; BAR 2 is memory and does not trap), per command the card '
+             'executed and per operation',
+             'the benchmark sent, counted by trace events in a boot of each '
+             'configuration of its own (the trace slows the commands, not '
+             'their accesses)', head1, head2, '-' * len(head2)]
+    for name, label in labels:
+        for dev, res in sorted(accesses.get(name, {}).items()):
+            row = '%-*s %-11s' % (LABEL_WIDTH, label, '/dev/' + dev)
+            for w in MEASURED:
+                c = res.get(w)
+                row += ' | %6.2f %8.2f' % (c['accesses'], c['per_op']) \
+                    if c else ' | %6s %8s' % ('-', '-')
+            lines.append(row)
+    return '\n'.join(lines)
+
+
+def format_boots(ran, labels, medians, left_out, every):
+    """Each boot's port access cost and QEMU's cores flat out, in the
+    order the boots ran, and which the host disturbed"""
+    label = dict(labels)
+    head = '%5s %-*s %8s %7s' % ('round', LABEL_WIDTH, 'configuration',
+                                 'port us', 'vs med')
+    for w, _, _ in WORKLOADS:
+        head += ' %11s' % w
+    head += ' %7s  %s' % ('lowest', 'disturbed')
+    lines = ['Boots, in the order they ran: the cost of a port access '
+             '(tpm2bench -p: the card\'s ID register, or isa-debug-exit\'s '
+             'port without a card; the run\'s medians, of %d boots or more: '
+             '%s),' % (PORT_BOOTS, ', '.join(
+                 '%s %.3f us' % kv for kv in sorted(medians.items()))
+                       or 'none'),
+             'QEMU\'s (+ swtpm\'s) cores in the workloads that run commands '
+             'back to back, /dev/tpm0 and /dev/tpmrm0, and the lowest of '
+             'those against the configuration\'s best boot',
+             '(where that boot had %.1f cores or more). Disturbed, and left '
+             'out of the medians: a port access more than %.0f%% above the '
+             'median, or less than %.0f%% of the best boot\'s cores'
+             % (FLAT_OUT, 100 * PORT_SLOWER, 100 * CORES_LOWER), head]
+    for b in ran:
+        cores = flat_out_cores(b)
+        row = '%5d %-*s %8s %7s' % (
+            b['round'], LABEL_WIDTH, label.get(b['name'], b['name']),
+            '%.3f' % b['port'] if b['port'] else '-',
+            '%+.0f%%' % (100 * b['port_vs_median'])
+            if b['port_vs_median'] is not None else '-')
+        for w, _, _ in WORKLOADS:
+            row += ' %11s' % ' '.join(
+                '%.2f' % cores[(d, w)] if (d, w) in cores else '-'
+                for d in DEVICES)
+        row += ' %7s  %s' % ('%.0f%%' % (100 * b['cores_vs_best'])
+                             if b['cores_vs_best'] is not None else '-',
+                             '; '.join(b['disturbed']))
+        if b['disturbed'] and b['name'] in every:
+            row += ' (kept: every boot of it is)'
+        lines.append(row.rstrip())
+    total = sum(left_out.values())
+    lines.append('Left out of the medians: %d disturbed boot%s of %d%s' % (
+        total, '' if total == 1 else 's', len(ran),
+        ' (%s)' % ', '.join('%s: %d' % (n, k) for n, k in
+                            sorted(left_out.items()) if k)
+        if total else ''))
+    if every:
+        lines.append('Every boot disturbed, all kept, rows flagged "!": '
+                     + ', '.join(sorted(every)))
     return '\n'.join(lines)
 
 
@@ -867,8 +1188,8 @@ def format_sync(sync, line, runs):
     return '\n'.join(r)
 
 
-def targets(results, idle, brk, quick):
-    """The issue's targets, each met or missed; the quick run only prints
+def targets(results, idle, brk, accesses, quick):
+    """The issues' targets, each met or missed; the quick run only prints
     the figures"""
     def get(name, dev, w, key):
         return results.get(name, {}).get(dev, {}).get(w, {}).get(key)
@@ -884,9 +1205,10 @@ def targets(results, idle, brk, quick):
             out.append('Target: vtpm-pci + libtpms >= %dx tpm-crb + swtpm '
                        '(GetRandom, /dev/%s): %.1fx: %s'
                        % (want, dev, ours / ref, verdict(ours >= want * ref)))
-    if brk:
+    if brk.get('vtpm-libtpms'):
+        r = brk['vtpm-libtpms']['ratio']
         out.append('Target: QEMU outside libtpms <= 2x libtpms (GetRandom): '
-                   '%.1fx: %s' % (brk['ratio'], verdict(brk['ratio'] <= 2)))
+                   '%.1fx: %s' % (r, verdict(r <= 2)))
     ours = get('vtpm-libtpms', 'tpm0', 'getrandom', 'host')
     ref = get(REFERENCE, 'tpm0', 'getrandom', 'host')
     if ours and ref and ours.get('cpu_us_per_cmd') and \
@@ -895,12 +1217,25 @@ def targets(results, idle, brk, quick):
         out.append('Target: host CPU per command <= 1/10 of tpm-crb + '
                    'swtpm\'s (GetRandom, /dev/tpm0): %.2f us against %.1f '
                    'us, 1/%.0f: %s' % (x, y, y / x, verdict(x * 10 <= y)))
-    ours, ref = idle.get('vtpm-libtpms'), idle.get(REFERENCE)
-    if ours and ref and 'cores' in ours and 'cores' in ref:
-        out.append('Target: idle cost <= tpm-crb + swtpm\'s + 0.01 cores: '
-                   '%.4f against %.4f: %s' % (
-                       ours['cores'], ref['cores'],
-                       verdict(ours['cores'] <= ref['cores'] + 0.01)))
+    for name in ('vtpm-libtpms', port_twin('vtpm-libtpms')):
+        ours, ref = idle.get(name), idle.get(REFERENCE)
+        if ours and ref and 'cores' in ours and 'cores' in ref:
+            out.append('Target: idle cost <= tpm-crb + swtpm\'s + 0.01 '
+                       'cores (%s): %.4f against %.4f: %s' % (
+                           name, ours['cores'], ref['cores'],
+                           verdict(ours['cores'] <= ref['cores'] + 0.01)))
+    # Issue 28: BAR 2
+    for w, what, want in (('getrandom', 'a GetRandom(32)', 2),
+                          ('large', 'a Hash 1 KB + NV_Read 1 KB pair', 6)):
+        c = accesses.get('vtpm-libtpms', {}).get('tpm0', {}).get(w)
+        port = accesses.get(port_twin('vtpm-libtpms'), {}).get(
+            'tpm0', {}).get(w)
+        if c:
+            out.append('Target: trapped accesses <= %d for %s, commands in '
+                       'BAR 2 (/dev/tpm0): %.2f%s: %s' % (
+                           want, what, c['per_op'],
+                           ' (%.2f through the DATA port)' % port['per_op']
+                           if port else '', verdict(c['per_op'] <= want)))
     ours = get('vtpm-libtpms', 'tpm0', 'oneshot-100ms', 'median_us')
     ref = get(REFERENCE, 'tpm0', 'oneshot-100ms', 'median_us')
     if ours and ref:
@@ -993,6 +1328,17 @@ def plot(results, labels, out):
     return png
 
 
+def round_order(plan, r):
+    """The configurations of PLAN in the order of round R: row R of a
+    balanced Latin square (Williams': 0, 1, n-1, 2, n-2, ... plus R), in
+    whose first n rows, for an even n, no configuration follows the same
+    one twice"""
+    n = len(plan)
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2
+                   for k in range(1, n)]
+    return [plan[(i + r) % n] for i in first]
+
+
 # --- main ---------------------------------------------------------------------
 
 def main():
@@ -1003,8 +1349,9 @@ def main():
                     help='where to write results.txt, results.json, '
                     'plot.png')
     ap.add_argument('--only', help='comma-separated configurations (and '
-                    '"floor", "trace", "sync"; NAME@LINE for the newest '
-                    'kernel\'s rows); default: all')
+                    '"floor", "trace", "sync"; NAME-port for a vtpm-pci '
+                    'configuration with commands through the DATA port; '
+                    'NAME@LINE for the newest kernel\'s rows); default: all')
     args = ap.parse_args()
 
     seconds, runs = (0.25, 3) if args.quick else (1.0, 5)
@@ -1018,14 +1365,16 @@ def main():
     main_line, newest = main_kernel_line(lines), lines[-1][0]
 
     # name, label, QEMU arguments, swtpm, driver, kernel line
-    plan = [c + (main_line,) for c in CONFIGS]
+    plan = [c + (main_line,) for c in CONFIGS
+            if not (args.quick and c[0] in QUICK_SKIPS)]
     by_name = dict((c[0], c) for c in CONFIGS)
-    for name, config in NEWEST:
-        if args.quick and config:
+    for name, config, quick in NEWEST:
+        if args.quick and not quick:
             continue        # the quick run has the rows the README needs
         c = by_name[name] if not config else (name,) + config
         plan.append(('%s@%s' % (name, newest), '%s, Linux %s' %
                      (c[1], newest)) + tuple(c[2:]) + (newest,))
+    planned = dict((p[0], p) for p in plan)
     names = [p[0] for p in plan] + [FLOOR[0], 'trace']
     if not args.quick:
         names.append('sync')
@@ -1042,12 +1391,14 @@ def main():
     results, mem, ports, idle, failed = {}, {}, {}, {}, []
     labels = [(p[0], p[1]) for p in plan] + [FLOOR]
     # Boot after boot, each configuration in turn, so that a change in
-    # the host's conditions falls on all of them alike
+    # the host's conditions falls on all of them alike; in another order
+    # each round, so that no configuration always runs after the same one
     nboots = 1 if args.quick else BOOTS
-    boots = {}
+    boots, ran = {}, []
     for b in range(nboots):
-        for name, label, qargs, swtpm, driver, line in plan:
-            if name not in only or name in failed:
+        for name, label, qargs, swtpm, driver, line in round_order(
+                [p for p in plan if p[0] in only], b):
+            if name in failed:
                 continue
             log('%s: boot %d of %d (%s)' % (name, b + 1, nboots, label))
             t = time.monotonic()
@@ -1064,49 +1415,85 @@ def main():
                 if w in res.get(dev, {}):
                     res[dev][w]['mark'] = mark
                     expect_commands(mark, marks.get((w + '-once', target)))
-            boots.setdefault(name, []).append(
-                {'results': res, 'port': port, 'memory': m,
-                 'idle': marks.get(('idle', '-'))})
-            missing = [(d, w) for d in DEVICES for w in MEASURED
+            ran.append({'name': name, 'round': b + 1, 'results': res,
+                        'port': port, 'port_kind': port_kind(qargs),
+                        'memory': m, 'idle': marks.get(('idle', '-'))})
+            boots.setdefault(name, []).append(ran[-1])
+            missing = [(d, w) for d in DEVICES for w in measured(d)
                        if 'mark' not in res.get(d, {}).get(w, {})]
             if missing:
                 log('%s: no result for %s' % (name, missing))
                 failed.append(name)
             log('%s: %.0f s' % (name, time.monotonic() - t))
+    # The boots the host disturbed stay out of the medians, unless every
+    # boot of the configuration is
+    port_medians = judge_boots(boots)
+    left_out, every = {}, []
     for name, bs in boots.items():
-        results[name] = aggregate([b['results'] for b in bs])
-        idle[name] = aggregate_marks([b['idle'] for b in bs if b['idle']])
-        ports[name] = median_of([b['port'] for b in bs])
-        mem[name] = bs[-1]['memory']
+        kept = [b for b in bs if not b['disturbed']]
+        if not kept:
+            kept = bs
+            every.append(name)
+        left_out[name] = len(bs) - len(kept)
+        results[name] = aggregate([b['results'] for b in kept])
+        idle[name] = aggregate_marks([b['idle'] for b in kept if b['idle']])
+        if bs[0]['port_kind'] == 'card':
+            ports[name] = median_of([b['port'] for b in kept])
+        mem[name] = kept[-1]['memory']
     if FLOOR[0] in only:
         results[FLOOR[0]] = run_floor(seconds, runs)
 
-    brk = None
+    brk, accesses = {}, {}
     if 'trace' in only:
-        log('trace: booting vtpm-pci + libtpms twice, with trace events')
-        # Not NAME.log: that is the boot's console log
-        trace = os.path.join(WORK, 'logs', 'trace-timing.trace')
-        counting = os.path.join(WORK, 'logs', 'trace-counting.trace')
-        gr = 'bench.devices=tpm0 bench.workloads=getrandom bench.portcost=0'
-        try:
-            for path, events, t in ((trace, TIMING_EVENTS, seconds),
-                                    (counting, COUNTING_EVENTS, 0.1)):
+        # The card's trapped accesses in each workload: a traced boot of
+        # each vtpm-pci configuration run (the quick run: the main one's
+        # two ways), short runs; then the main configuration's commands
+        # timed by QEMU, with the trace events outside the times they
+        # report (the quick run: BAR 2 alone)
+        main = ('vtpm-libtpms', port_twin('vtpm-libtpms'))
+        counted = [p for p in plan if is_vtpm(p[4]) and (
+            p[0] in main or (not args.quick and p[0] in only))]
+        timed = main[:1] if args.quick else main
+        log('trace: %d boots with trace events, counting port accesses '
+            '(%s), and %d timing commands'
+            % (len(counted), ', '.join(p[0] for p in counted), len(timed)))
+        for name, _, qargs, swtpm, driver, line in counted:
+            path = os.path.join(WORK, 'logs', 'trace-count-%s.trace' % name)
+            try:
                 if os.path.exists(path):
                     os.unlink(path)
-                boot(os.path.splitext(os.path.basename(path))[0], main_line,
-                     initrds[main_line], CONFIGS[0][2], False, 'vtpm',
-                     'bench.time=%g bench.runs=3 %s' % (t, gr), timeout,
-                     trace=path, events=events)
-            timing, counts = parse_timing(trace), parse_counts(counting)
-            guest = results.get('vtpm-libtpms', {}).get('tpm0', {})
-            if ports.get('vtpm-libtpms') and guest.get('getrandom'):
-                brk = breakdown(timing, counts, ports['vtpm-libtpms'],
-                                guest['getrandom']['us'])
-            else:
-                log('trace: the breakdown needs the vtpm-libtpms run')
-        except (BenchError, subprocess.CalledProcessError) as e:
-            log(str(e))
-            failed.append('trace')
+                _, _, marks = boot(
+                    'trace-count-' + name, line, initrds[line], qargs, swtpm,
+                    driver, 'bench.time=0.05 bench.runs=2 bench.portcost=0',
+                    timeout, trace=path, events=COUNTING_EVENTS)
+                accesses[name] = parse_counts(path, marks)
+            except (BenchError, subprocess.CalledProcessError) as e:
+                log(str(e))
+                failed.append('trace-count-' + name)
+        gr = 'bench.devices=tpm0 bench.workloads=getrandom bench.portcost=0'
+        for name in timed:
+            _, label, qargs, swtpm, driver, line = planned[name]
+            path = os.path.join(WORK, 'logs', 'trace-timing-%s.trace' % name)
+            try:
+                if os.path.exists(path):
+                    os.unlink(path)
+                boot('trace-timing-' + name, line, initrds[line], qargs,
+                     swtpm, driver, 'bench.time=%g bench.runs=3 %s'
+                     % (seconds, gr), timeout, trace=path,
+                     events=TIMING_EVENTS)
+                timing = parse_timing(path)
+                counts = accesses.get(name, {}).get('tpm0', {}).get(
+                    'getrandom')
+                guest = results.get(name, {}).get('tpm0', {})
+                if counts and ports.get(name) and guest.get('getrandom'):
+                    brk[name] = breakdown(timing, counts, ports[name],
+                                          guest['getrandom']['us'])
+                else:
+                    log('trace: the breakdown of %s needs its run and its '
+                        'counts' % name)
+            except (BenchError, subprocess.CalledProcessError) as e:
+                log(str(e))
+                failed.append('trace-timing-' + name)
 
     sync = {}
     if 'sync' in only:
@@ -1117,9 +1504,9 @@ def main():
         try:
             for prefix, driver in (('', 'vtpm'), ('poll-', 'vtpm-poll')):
                 out, _, _ = boot('sync-%salternate' % prefix, newest,
-                              initrds[newest], CONFIGS[0][2], False, driver,
-                              '%s %s bench.alternate=%d' % (
-                                  params, gr, SYNC_ALTERNATE), timeout)
+                                 initrds[newest], CONFIGS[0][2], False,
+                                 driver, '%s %s bench.alternate=%d' % (
+                                     params, gr, SYNC_ALTERNATE), timeout)
                 mode = None
                 for line in out:
                     if line.startswith('BENCH-MODE '):
@@ -1137,31 +1524,39 @@ def main():
                 path = os.path.join(WORK, 'logs', name + '.trace')
                 if os.path.exists(path):
                     os.unlink(path)
-                boot(name, newest, initrds[newest], CONFIGS[0][2], False,
-                     driver, 'bench.time=0.1 bench.runs=3 %s' % gr, timeout,
-                     trace=path, events=COUNTING_EVENTS)
-                sync[mode].update(parse_counts(path))
-                sync[mode]['commands'] = loop_window(read_trace(path),
-                                                     path)[2]
+                _, _, marks = boot(
+                    name, newest, initrds[newest], CONFIGS[0][2], False,
+                    driver, 'bench.time=0.1 bench.runs=3 %s' % gr, timeout,
+                    trace=path, events=COUNTING_EVENTS)
+                sync[mode].update(
+                    parse_counts(path, marks)['tpm0']['getrandom'])
         except (BenchError, subprocess.CalledProcessError, KeyError) as e:
             log('sync: %s' % e)
             failed.append('sync')
             sync = {}
 
+    # Rows of a configuration whose every boot was disturbed: flagged
+    shown = [(n, label + (' !' if n in every else '')) for n, label in labels]
     report = ['vtpm-pci benchmark%s, %s' %
               (' (quick)' if args.quick else '',
                time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))]
     report += machine(lines)
-    report += ['', format_table(results, labels, seconds, runs, nboots), '']
-    report += [format_oneshot(results, labels), '']
-    report += [format_host(results, labels), '']
-    report += [format_idle(idle, labels, idle_seconds), '']
-    report += [format_memory(mem, labels), '']
-    if brk:
-        report += [format_breakdown(brk), '']
+    report += ['', format_table(results, shown, seconds, runs, nboots), '']
+    if ran:
+        report += [format_boots(ran, labels, port_medians, left_out,
+                                every), '']
+    report += [format_oneshot(results, shown), '']
+    report += [format_keys(results, shown), '']
+    report += [format_host(results, shown), '']
+    report += [format_idle(idle, results, shown, idle_seconds), '']
+    report += [format_memory(mem, shown), '']
+    if accesses:
+        report += [format_accesses(accesses, shown), '']
+    for name, b in brk.items():
+        report += [format_breakdown(b, dict(labels)[name]), '']
     if sync:
         report += [format_sync(sync, newest, runs), '']
-    report += targets(results, idle, brk, args.quick)
+    report += targets(results, idle, brk, accesses, args.quick)
     report.append('(%.0f s in all)' % (time.monotonic() - t0))
     text = '\n'.join(report)
     print(text)
@@ -1173,10 +1568,11 @@ def main():
         json.dump({'quick': args.quick, 'machine': machine(lines),
                    'results': results, 'memory_kib': mem,
                    'port_us': ports, 'idle': idle, 'breakdown': brk,
-                   'sync': sync, 'boots': boots,
-                   'failed': failed},
+                   'accesses': accesses, 'sync': sync, 'boots': boots,
+                   'port_medians': port_medians, 'left_out': left_out,
+                   'every_boot_disturbed': every, 'failed': failed},
                   f, indent=1, sort_keys=True)
-    png = plot(results, labels, args.out)
+    png = plot(results, shown, args.out)
     if png:
         log('plot: %s' % png)
     if failed:

@@ -21,6 +21,11 @@
  *               object, TPM2_StartAuthSession (HMAC), TPM2_Unseal through
  *               the session, TPM2_FlushContext: one operation, four
  *               commands (and the resource manager's, through tpmrm0)
+ *   createprimary
+ *               TPM2_CreatePrimary of an RSA 2048 storage key in the null
+ *               hierarchy, a new key each time, then TPM2_FlushContext of
+ *               it: one operation (a key), two commands; a long command,
+ *               which the TPM takes a prime search to answer
  *
  * Each workload runs RUNS times for about SECONDS each (after a short
  * warm-up that also sizes the runs), every response is checked, and one
@@ -53,9 +58,10 @@
  * - 0"; -s sends "MARK TEXT" and waits for the answer, for a step of the
  * guest's own.
  *
- * -p times COUNT 32-bit reads of the read-only ID register at I/O port
- * PORT (a vtpm-pci card's BAR 0): the cost of one port access, as the
- * guest sees it.
+ * -p times COUNT 32-bit reads at I/O port PORT: of the read-only ID
+ * register of a vtpm-pci card's BAR 0, the cost of one port access, as
+ * the guest sees it; of any port that reads without side effects (the
+ * isa-debug-exit device's), how fast the host runs the guest.
  *
  * Copyright (c) 2026 The vtpm-pci authors
  */
@@ -558,6 +564,52 @@ static void op_session(void)
 }
 
 /*
+ * TPM2_CreatePrimary of an RSA 2048 storage key, back to back: the key
+ * is new each time (the unique field, which the key is derived from,
+ * counts the keys), so that the TPM searches for its primes each time
+ * rather than derive a key it made before; the response must hold a
+ * 2048-bit RSA key, and the key is flushed.
+ */
+static void op_createprimary(void)
+{
+    static uint32_t keys;
+    struct tpm2_buf b;
+    uint32_t handle;
+    unsigned bits;
+
+    tpm2_create_primary_begin(&b, TPM2_RH_NULL, TPM2_ALG_RSA, 26 + 4);
+    tpm2_put(&b, 2048, 2);              /* keyBits */
+    tpm2_put(&b, 0, 4);                 /* exponent: the default */
+    tpm2_put(&b, 4, 2);                 /* unique: the key's number */
+    tpm2_put(&b, ++keys, 4);
+    tpm2_create_primary_end(&b);
+    run(&b, TPM2_ST_SESSIONS, "CreatePrimary");
+
+    /* objectHandle, then outPublic up to the modulus */
+    handle = tpm2_get(&b, 4);
+    if (tpm2_sessions_rsp_params(&b) < 0) {
+        die("CreatePrimary: a malformed response");
+    }
+    tpm2_get(&b, 2);                    /* outPublic's size */
+    if (tpm2_get(&b, 2) != TPM2_ALG_RSA) {
+        die("CreatePrimary: a key that is not RSA");
+    }
+    b.pos += 2 + 4;                     /* nameAlg, objectAttributes */
+    b.pos += tpm2_get(&b, 2);           /* authPolicy */
+    b.pos += 6 + 2;                     /* symmetric, scheme */
+    bits = tpm2_get(&b, 2);
+    tpm2_get(&b, 4);                    /* exponent */
+    if (b.error || bits != 2048 || tpm2_get(&b, 2) * 8 != bits) {
+        die("CreatePrimary: not a 2048-bit modulus");
+    }
+
+    tpm2_begin(&b, TPM2_ST_NO_SESSIONS, TPM2_CC_FLUSH_CONTEXT);
+    tpm2_put(&b, handle, 4);
+    tpm2_end(&b);
+    run(&b, TPM2_ST_NO_SESSIONS, "FlushContext");
+}
+
+/*
  * The parent goes, so that it leaves nothing in a resource manager's
  * space for the resource manager to load and save around the next
  * workload's commands
@@ -585,6 +637,7 @@ static const struct workload {
     { "pcr", NULL, NULL, op_pcr, 2, 0, 0 },
     { "large", setup_large, NULL, op_large, 2, 0, 0 },
     { "session", setup_session, teardown_session, op_session, 4, 0, 1 },
+    { "createprimary", NULL, NULL, op_createprimary, 2, 0, 0 },
     { "oneshot-1ms", NULL, NULL, op_getrandom, 1, 1000, 0 },
     { "oneshot-100ms", NULL, NULL, op_getrandom, 1, 100000, 0 },
 };
@@ -755,7 +808,7 @@ static void idle(double seconds)
 }
 
 #ifndef HAVE_LIBTPMS
-/* The cost of one port access: reads of the card's ID register */
+/* The cost of one port access: 32-bit reads of PORT (see -p above) */
 static void port_cost(unsigned long port, unsigned long n)
 {
     unsigned long i;
@@ -782,8 +835,8 @@ static void __attribute__((noreturn)) usage(void)
             "       tpm2bench [-m TTY] -i SECONDS\n"
             "       tpm2bench -m TTY -s TEXT\n"
             "       tpm2bench -p PORT [-n COUNT]\n"
-            "workloads: getrandom pcr large session oneshot-1ms "
-            "oneshot-100ms\n");
+            "workloads: getrandom pcr large session createprimary "
+            "oneshot-1ms oneshot-100ms\n");
     exit(2);
 }
 
