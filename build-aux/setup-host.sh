@@ -25,6 +25,7 @@ PACKAGES=(
     openssl                     # e2e: swtpm_setup's certificates, verified
     cpio xz-utils               # the guest test image (contrib/vtpm-pci)
     expect                      # the test that drives "make run"
+    gdb                         # a fuzz stall shows every thread (fuzz.c)
     gnuplot-nox                 # the benchmark's plot (bench/)
     libssl-dev                  # the benchmark's HMAC session (bench/)
     git git-absorb              # the series as a git branch (series.sh)
