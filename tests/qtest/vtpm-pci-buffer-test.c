@@ -516,6 +516,55 @@ static void test_reset(void)
     qtest_quit(s);
 }
 
+/*
+ * A reset while an RSA key is made from BAR 2: the card is idle at once,
+ * BAR 2 is clear, and the key's response, which the TPM still produces,
+ * never lands there (the TPM finishes it before it runs the next
+ * command, whose response alone BAR 2 then holds)
+ */
+static void test_reset_mid_command(void)
+{
+    QTestState *s = qtest_init(VTPM_ARGS_SLOW);
+    uint16_t port = vtpm_pci_port(s);
+    uint64_t buffer = vtpm_pci_buffer(s);
+    uint8_t cmd[TPM_CMD_CREATE_PRIMARY_SALTED_SIZE], rsp[64];
+    g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
+    bool executing = false;
+    uint32_t salt, len, i;
+
+    tpm_util_startup(s, vtpm_pci_buffer_transfer);
+    for (salt = 1; salt <= 8 && !executing; salt++) {
+        qtest_memwrite(s, buffer, cmd,
+                       tpm_cmd_create_primary_salted(cmd, salt, 2048));
+        control(s, port, R_VTPM_CONTROL_START_BUFFER_MASK);
+        executing = vtpm_pci_state(s, port) == VTPM_STATE_EXECUTING;
+        if (!executing) {
+            vtpm_pci_wait_done(s, port);
+            qtest_memread(s, buffer, rsp, sizeof(rsp));
+            tpm_cmd_flush(s, vtpm_pci_buffer_transfer, ldl_be_p(rsp + 10));
+        }
+    }
+    g_assert_true(executing);
+
+    qtest_system_reset(s);
+    port = vtpm_pci_port(s);
+    buffer = vtpm_pci_buffer(s);
+    g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
+    g_assert_cmpuint(reg(s, port, A_VTPM_RSP_SIZE), ==, 0);
+
+    /* TPM2_Startup waits for the key, then runs on the restarted TPM */
+    vtpm_pci_buffer_transfer_at(s, port, buffer, tpm2_startup_clear,
+                                sizeof(tpm2_startup_clear), rsp, sizeof(rsp));
+    len = reg(s, port, A_VTPM_RSP_SIZE);
+    g_assert_cmpuint(len, ==, TPM_RSP_HDR_SIZE);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
+    qtest_memread(s, buffer, after, VTPM_PCI_BUFFER_MAX);
+    for (i = len; i < VTPM_PCI_BUFFER_MAX; i++) {
+        g_assert_cmphex(after[i], ==, 0);
+    }
+    qtest_quit(s);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -531,6 +580,7 @@ int main(int argc, char **argv)
         { "bad", test_bad },
         { "migration", test_migration },
         { "reset", test_reset },
+        { "reset-mid-command", test_reset_mid_command },
     };
     size_t i;
 
