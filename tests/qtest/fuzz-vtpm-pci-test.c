@@ -29,41 +29,6 @@
 
 static char *tmp_dir;
 
-/* Poll query-migrate until the migration ends; its status, and why */
-static char *migration_end(QTestState *s, char **desc)
-{
-    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-
-    for (;;) {
-        QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-migrate' }");
-        QDict *ret = qdict_get_qdict(rsp, "return");
-        char *status = g_strdup(qdict_get_try_str(ret, "status"));
-
-        if (!g_strcmp0(status, "completed") ||
-            !g_strcmp0(status, "failed")) {
-            *desc = g_strdup(qdict_get_try_str(ret, "error-desc"));
-            qobject_unref(rsp);
-            return status;
-        }
-        g_free(status);
-        qobject_unref(rsp);
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-    }
-}
-
-static void migration_assert_end(QTestState *s, const char *status,
-                                 const char *reason)
-{
-    g_autofree char *desc = NULL;
-    g_autofree char *end = migration_end(s, &desc);
-
-    g_assert_cmpstr(end, ==, status);
-    if (reason) {
-        g_assert_nonnull(desc);
-        g_assert_nonnull(strstr(desc, reason));
-    }
-}
-
 /*
  * The card's section of a stream, from its PCI configuration on: the
  * configuration, the interrupt pins' states (four 32-bit words), the
@@ -161,7 +126,7 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     s = qtest_init(VTPM_ARGS);
     vtpm_pci_port(s);
     tpm_util_migrate(s, uri);
-    migration_assert_end(s, "completed", NULL);
+    vtpm_pci_migration_assert_end(s, "completed", NULL);
     qtest_quit(s);
 
     /*
@@ -191,7 +156,7 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s,"
                              "  'exit-on-error': false } }", uri);
-    migration_assert_end(s, "failed", reason);
+    vtpm_pci_migration_assert_end(s, "failed", reason);
     dest_card_check(s, port);
     qtest_quit(s);
 
@@ -200,7 +165,7 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     s = qtest_init(VTPM_ARGS " -incoming defer");
     qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
                              "  'arguments': { 'uri': %s } }", uri);
-    migration_assert_end(s, "completed", NULL);
+    vtpm_pci_migration_assert_end(s, "completed", NULL);
     qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
     port = vtpm_pci_port(s);
     qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);

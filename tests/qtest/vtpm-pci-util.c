@@ -187,6 +187,41 @@ void vtpm_pci_buffer_transfer(QTestState *s,
                                 req, req_size, rsp, rsp_size);
 }
 
+/* Poll query-migrate until the migration ends; its status, and why */
+static char *vtpm_pci_migration_end(QTestState *s, char **desc)
+{
+    gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp(s, "{ 'execute': 'query-migrate' }");
+        QDict *ret = qdict_get_qdict(rsp, "return");
+        char *status = g_strdup(qdict_get_try_str(ret, "status"));
+
+        if (!g_strcmp0(status, "completed") ||
+            !g_strcmp0(status, "failed")) {
+            *desc = g_strdup(qdict_get_try_str(ret, "error-desc"));
+            qobject_unref(rsp);
+            return status;
+        }
+        g_free(status);
+        qobject_unref(rsp);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
+void vtpm_pci_migration_assert_end(QTestState *s, const char *status,
+                                   const char *reason)
+{
+    g_autofree char *desc = NULL;
+    g_autofree char *end = vtpm_pci_migration_end(s, &desc);
+
+    g_assert_cmpstr(end, ==, status);
+    if (reason) {
+        g_assert_nonnull(desc);
+        g_assert_nonnull(strstr(desc, reason));
+    }
+}
+
 bool vtpm_pci_has_libtpms(void)
 {
     static int has = -1;

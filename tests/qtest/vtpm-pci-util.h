@@ -56,6 +56,13 @@ void vtpm_pci_buffer_transfer(QTestState *s,
                               const unsigned char *req, size_t req_size,
                               unsigned char *rsp, size_t rsp_size);
 
+/*
+ * Wait for the migration on @s to end, and check that it ended in @status
+ * ("completed" or "failed") and, if @reason, that its error says so
+ */
+void vtpm_pci_migration_assert_end(QTestState *s, const char *status,
+                                   const char *reason);
+
 /* Whether the QEMU under test has the libtpms TPM backend (-tpmdev libtpms) */
 bool vtpm_pci_has_libtpms(void);
 
