@@ -103,6 +103,28 @@ static void dest_card_check(QTestState *s, uint16_t port)
 }
 
 /*
+ * The card's section in the stream @img of @len bytes (a migration's, or
+ * a device state's alone), from its PCI configuration on
+ */
+static char *stream_card(char *img, gsize len)
+{
+    /* The card's idstr ends its path on the bus; instance id 0 follows */
+    static const char idstr[] = "/vtpm-pci\0\0\0\0";
+    char *config = memmem(img, len, idstr, sizeof(idstr) - 1);
+
+    /*
+     * After the idstr and instance id: version, PCIDevice's version_id.
+     * (The RAM block of BAR 2 is named "<path>/vtpm-pci-buffer".)
+     */
+    g_assert_nonnull(config);
+    config += sizeof(idstr) - 1 + 8;
+    g_assert_cmpuint(config + STREAM_END - img, <=, len);
+    g_assert_cmpuint(ldl_le_p(config), ==,
+                     PCI_VENDOR_ID_REDHAT | PCI_DEVICE_ID_REDHAT_VTPM << 16);
+    return config;
+}
+
+/*
  * Migrate a card to a file, make @edits to the card's section, and check
  * that a destination refuses the stream for @reason, that its card keeps
  * every register and its buffer as they were and works on, and that the
@@ -114,8 +136,6 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     g_autofree char *stream = g_build_filename(tmp_dir, "stream", NULL);
     g_autofree char *uri = g_strdup_printf("file:%s", stream);
     g_autofree char *img = NULL, *orig = NULL;
-    /* The card's idstr ends its path on the bus; instance id 0 follows */
-    static const char idstr[] = "/vtpm-pci\0\0\0\0";
     uint8_t rsp[32];
     char *config;
     gsize len;
@@ -129,18 +149,9 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     vtpm_pci_migration_assert_end(s, "completed", NULL);
     qtest_quit(s);
 
-    /*
-     * After the idstr and instance id: version, PCIDevice's version_id.
-     * (The RAM block of BAR 2 is named "<path>/vtpm-pci-buffer".)
-     */
     g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
     orig = g_memdup2(img, len);
-    config = memmem(img, len, idstr, sizeof(idstr) - 1);
-    g_assert_nonnull(config);
-    config += sizeof(idstr) - 1 + 8;
-    g_assert_cmpuint(config + STREAM_END - img, <=, len);
-    g_assert_cmpuint(ldl_le_p(config), ==,
-                     PCI_VENDOR_ID_REDHAT | PCI_DEVICE_ID_REDHAT_VTPM << 16);
+    config = stream_card(img, len);
     for (i = 0; i < n_edits; i++) {
         if (edits[i].size == 1) {
             config[edits[i].offset] = edits[i].value;
@@ -230,6 +241,93 @@ static void test_stream(const void *opaque)
     const StreamCase *c = opaque;
 
     stream_refused(c->edits, c->edits[1].size ? 2 : 1, c->reason);
+}
+
+/*
+ * A response for BAR 2 sent to a card without BAR 2.  A migration from a
+ * card with BAR 2 never gets so far, since BAR 2's RAM block has no home
+ * there (vtpm-pci-buffer-test), nor does a device state alone, whose
+ * configuration space has BAR 2 (the PCI core refuses it).  A stream of a
+ * card without BAR 2, holding a response, with the vtpm-pci/buffer
+ * subsection added (the response is BAR 2's, says it), does: the card
+ * refuses it and keeps what it held.  The same stream without the
+ * subsection loads.
+ */
+static void test_stream_buffer_off(void)
+{
+    g_autofree char *stream = g_build_filename(tmp_dir, "stream", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", stream);
+    g_autofree char *img = NULL;
+    static const uint8_t get_random_32[] = {
+        0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x7b, 0x00,
+        0x20,
+    };
+    /* QEMU_VM_SUBSECTION, the name's length and the name, version 1 */
+    static const char sub[] = "\x05\x0fvtpm-pci/buffer\0\0\0\x01";
+    GByteArray *edited;
+    uint8_t rsp[64];
+    char *config;
+    uint32_t data_len;
+    QTestState *s;
+    uint16_t port;
+    gsize len;
+
+    /*
+     * The TPM is not started: dest_card_check() starts the destination's,
+     * which has the stream's TPM by then.  The response is TPM_RC_INITIALIZE.
+     */
+    s = qtest_init(VTPM_ARGS ",buffer-bar=off");
+    port = vtpm_pci_port(s);
+    vtpm_pci_write_command(s, port, get_random_32, sizeof(get_random_32));
+    qtest_outl(s, port + A_VTPM_CONTROL, R_VTPM_CONTROL_START_MASK);
+    vtpm_pci_wait_done(s, port);
+    tpm_util_migrate(s, uri);
+    vtpm_pci_migration_assert_end(s, "completed", NULL);
+    qtest_quit(s);
+
+    /* The subsection (from_memory: true) after the card's buffer */
+    g_assert_true(g_file_get_contents(stream, &img, &len, NULL));
+    config = stream_card(img, len);
+    g_assert_cmpuint(ldl_be_p(config + STREAM_STATE), ==,
+                     VTPM_STATE_COMPLETE);
+    data_len = ldl_be_p(config + STREAM_DATA_LEN);
+    g_assert_cmpuint(data_len, ==, TPM_RSP_HDR_SIZE);
+    /* ... where the section's footer was */
+    g_assert_cmphex(config[STREAM_END + data_len], ==, 0x7e);
+    edited = g_byte_array_new();
+    g_byte_array_append(edited, (uint8_t *)img,
+                        config + STREAM_END + data_len - img);
+    g_byte_array_append(edited, (const uint8_t *)sub, sizeof(sub) - 1);
+    g_byte_array_append(edited, (const uint8_t *)"\x01", 1);
+    g_byte_array_append(edited, (uint8_t *)config + STREAM_END + data_len,
+                        img + len - (config + STREAM_END + data_len));
+    g_assert_true(g_file_set_contents(stream, (char *)edited->data,
+                                      edited->len, NULL));
+    g_byte_array_unref(edited);
+
+    s = qtest_init(VTPM_ARGS ",buffer-bar=off -incoming defer");
+    port = vtpm_pci_port(s);
+    dest_card_prepare(s, port);
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s,"
+                             "  'exit-on-error': false } }", uri);
+    vtpm_pci_migration_assert_end(s, "failed",
+                                  "a response for the buffer BAR");
+    dest_card_check(s, port);
+    qtest_quit(s);
+
+    /* Without the subsection, the response is the DATA port's */
+    g_assert_true(g_file_set_contents(stream, img, len, NULL));
+    s = qtest_init(VTPM_ARGS ",buffer-bar=off -incoming defer");
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    vtpm_pci_migration_assert_end(s, "completed", NULL);
+    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    g_assert_cmpuint(vtpm_pci_read_response(s, vtpm_pci_port(s), rsp,
+                                            sizeof(rsp)), ==, data_len);
+    g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_INITIALIZE);
+    qtest_quit(s);
+    g_unlink(stream);
 }
 
 /*
@@ -646,6 +744,8 @@ int main(int argc, char **argv)
 
         qtest_add_data_func(path, &stream_cases[i], test_stream);
     }
+    qtest_add_func("/vtpm-pci/fuzz/stream/buffer-bar-off",
+                   test_stream_buffer_off);
     add_msi_tests();
     qtest_add_func("/vtpm-pci/fuzz/pinned/unaligned-config",
                    test_pinned_unaligned_config);

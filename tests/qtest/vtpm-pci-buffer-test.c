@@ -23,6 +23,9 @@
 /* A card whose commands all complete later, in the main loop */
 #define VTPM_ARGS_SLOW  VTPM_ARGS ",poll-ns=0"
 
+/* The slot of the card the unplug test takes out (pc's root bus) */
+#define UNPLUG_SLOT     4
+
 /* Another place for BAR 2, in the PCI hole of pc and q35 */
 #define BUFFER_B        0xe2000000
 
@@ -502,6 +505,31 @@ static void test_reset(void)
 }
 
 /*
+ * Start an RSA key generation from BAR 2 on a card with poll-ns=0, and
+ * leave it executing (a key that was done at once is taken and flushed,
+ * and the next salt tried)
+ */
+static void start_key_executing(QTestState *s, uint16_t port,
+                                uint64_t buffer)
+{
+    uint8_t cmd[TPM_CMD_CREATE_PRIMARY_SALTED_SIZE], rsp[64];
+    uint32_t salt;
+
+    for (salt = 1; salt <= 8; salt++) {
+        qtest_memwrite(s, buffer, cmd,
+                       tpm_cmd_create_primary_salted(cmd, salt, 2048));
+        control(s, port, R_VTPM_CONTROL_START_BUFFER_MASK);
+        if (vtpm_pci_state(s, port) == VTPM_STATE_EXECUTING) {
+            return;
+        }
+        vtpm_pci_wait_done(s, port);
+        qtest_memread(s, buffer, rsp, sizeof(rsp));
+        tpm_cmd_flush(s, vtpm_pci_buffer_transfer, ldl_be_p(rsp + 10));
+    }
+    g_assert_not_reached();
+}
+
+/*
  * A reset while an RSA key is made from BAR 2: the card is idle at once,
  * BAR 2 is clear, and the key's response, which the TPM still produces,
  * never lands there (the TPM finishes it before it runs the next
@@ -512,24 +540,12 @@ static void test_reset_mid_command(void)
     QTestState *s = qtest_init(VTPM_ARGS_SLOW);
     uint16_t port = vtpm_pci_port(s);
     uint64_t buffer = vtpm_pci_buffer(s);
-    uint8_t cmd[TPM_CMD_CREATE_PRIMARY_SALTED_SIZE], rsp[64];
     g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
-    bool executing = false;
-    uint32_t salt, len, i;
+    uint8_t rsp[64];
+    uint32_t len, i;
 
     tpm_util_startup(s, vtpm_pci_buffer_transfer);
-    for (salt = 1; salt <= 8 && !executing; salt++) {
-        qtest_memwrite(s, buffer, cmd,
-                       tpm_cmd_create_primary_salted(cmd, salt, 2048));
-        control(s, port, R_VTPM_CONTROL_START_BUFFER_MASK);
-        executing = vtpm_pci_state(s, port) == VTPM_STATE_EXECUTING;
-        if (!executing) {
-            vtpm_pci_wait_done(s, port);
-            qtest_memread(s, buffer, rsp, sizeof(rsp));
-            tpm_cmd_flush(s, vtpm_pci_buffer_transfer, ldl_be_p(rsp + 10));
-        }
-    }
-    g_assert_true(executing);
+    start_key_executing(s, port, buffer);
 
     qtest_system_reset(s);
     port = vtpm_pci_port(s);
@@ -550,6 +566,44 @@ static void test_reset_mid_command(void)
     qtest_quit(s);
 }
 
+/*
+ * Hot-unplug (pc: ACPI hotplug on the root bus) while an RSA key is made
+ * from BAR 2.  The unplug waits for the key, whose response must not be
+ * written to the card's RAM once that is gone (ASan sees it).  A new
+ * card in the same slot, on the same backend, gets a BAR 2 of its own:
+ * its RAM block is named after the slot, so the first card must have
+ * given the name back.  It starts clear and carries commands.
+ */
+static void test_unplug_executing(void)
+{
+    QTestState *s = qtest_initf("-M pc -tpmdev libtpms,id=t "
+                                "-device vtpm-pci,id=a,addr=%d.0,"
+                                "poll-ns=0,tpmdev=t", UNPLUG_SLOT);
+    uint16_t port = vtpm_pci_port(s);
+    uint64_t buffer = vtpm_pci_buffer(s);
+    g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
+    g_autofree uint8_t *zero = g_malloc0(VTPM_PCI_BUFFER_MAX);
+    uint8_t rsp[64];
+
+    tpm_util_startup(s, vtpm_pci_buffer_transfer);
+    start_key_executing(s, port, buffer);
+    qpci_unplug_acpi_device_test(s, "a", UNPLUG_SLOT);
+    g_assert_cmphex(reg(s, port, A_VTPM_ID), ==, 0xffffffff);
+
+    qtest_qmp_device_add(s, "vtpm-pci", "b", "{'addr': %d, "
+                         "'tpmdev': 't'}", QPCI_DEVFN(UNPLUG_SLOT, 0));
+    port = vtpm_pci_port(s);
+    buffer = vtpm_pci_buffer(s);
+    g_assert_cmphex(reg(s, port, A_VTPM_FEATURES), ==, SPEC_BUFFER);
+    qtest_memread(s, buffer, after, VTPM_PCI_BUFFER_MAX);
+    g_assert_cmpmem(after, VTPM_PCI_BUFFER_MAX, zero, VTPM_PCI_BUFFER_MAX);
+    tpm_util_startup(s, vtpm_pci_buffer_transfer);
+    vtpm_pci_buffer_transfer_at(s, port, buffer, tpm2_get_random_32,
+                                sizeof(tpm2_get_random_32), rsp, sizeof(rsp));
+    assert_random_32(rsp, reg(s, port, A_VTPM_RSP_SIZE));
+    qtest_quit(s);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -566,6 +620,7 @@ int main(int argc, char **argv)
         { "migration", test_migration },
         { "reset", test_reset },
         { "reset-mid-command", test_reset_mid_command },
+        { "unplug-executing", test_unplug_executing },
     };
     size_t i;
 
