@@ -103,6 +103,38 @@ static void dest_card_check(QTestState *s, uint16_t port)
 }
 
 /*
+ * Load the stream at @uri into a new QEMU started with @args, whose card
+ * holds what dest_card_prepare() put there: the load must fail for
+ * @reason, and the card keep that and work on
+ */
+static void dest_refuses(const char *args, const char *uri,
+                         const char *reason)
+{
+    QTestState *s = qtest_initf("%s -incoming defer", args);
+    uint16_t port = vtpm_pci_port(s);
+
+    dest_card_prepare(s, port);
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s,"
+                             "  'exit-on-error': false } }", uri);
+    vtpm_pci_migration_assert_end(s, "failed", reason);
+    dest_card_check(s, port);
+    qtest_quit(s);
+}
+
+/* Load the stream at @uri into a new QEMU started with @args, and run it */
+static QTestState *dest_loads(const char *args, const char *uri)
+{
+    QTestState *s = qtest_initf("%s -incoming defer", args);
+
+    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    vtpm_pci_migration_assert_end(s, "completed", NULL);
+    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    return s;
+}
+
+/*
  * The card's section in the stream @img of @len bytes (a migration's, or
  * a device state's alone), from its PCI configuration on
  */
@@ -161,23 +193,11 @@ static void stream_refused(const StreamEdit *edits, size_t n_edits,
     }
     g_assert_true(g_file_set_contents(stream, img, len, NULL));
 
-    s = qtest_init(VTPM_ARGS " -incoming defer");
-    port = vtpm_pci_port(s);
-    dest_card_prepare(s, port);
-    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s,"
-                             "  'exit-on-error': false } }", uri);
-    vtpm_pci_migration_assert_end(s, "failed", reason);
-    dest_card_check(s, port);
-    qtest_quit(s);
+    dest_refuses(VTPM_ARGS, uri, reason);
 
     /* Unchanged, the same stream loads, and the card interrupts */
     g_assert_true(g_file_set_contents(stream, orig, len, NULL));
-    s = qtest_init(VTPM_ARGS " -incoming defer");
-    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s } }", uri);
-    vtpm_pci_migration_assert_end(s, "completed", NULL);
-    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    s = dest_loads(VTPM_ARGS, uri);
     port = vtpm_pci_port(s);
     qtest_outl(s, port + A_VTPM_INT_ENABLE, R_VTPM_INT_ENABLE_COMPLETE_MASK);
     tpm_util_startup(s, vtpm_pci_transfer);
@@ -305,24 +325,12 @@ static void test_stream_buffer_off(void)
                                       edited->len, NULL));
     g_byte_array_unref(edited);
 
-    s = qtest_init(VTPM_ARGS ",buffer-bar=off -incoming defer");
-    port = vtpm_pci_port(s);
-    dest_card_prepare(s, port);
-    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s,"
-                             "  'exit-on-error': false } }", uri);
-    vtpm_pci_migration_assert_end(s, "failed",
-                                  "a response for the buffer BAR");
-    dest_card_check(s, port);
-    qtest_quit(s);
+    dest_refuses(VTPM_ARGS ",buffer-bar=off", uri,
+                 "a response for the buffer BAR");
 
     /* Without the subsection, the response is the DATA port's */
     g_assert_true(g_file_set_contents(stream, img, len, NULL));
-    s = qtest_init(VTPM_ARGS ",buffer-bar=off -incoming defer");
-    qtest_qmp_assert_success(s, "{ 'execute': 'migrate-incoming',"
-                             "  'arguments': { 'uri': %s } }", uri);
-    vtpm_pci_migration_assert_end(s, "completed", NULL);
-    qtest_qmp_assert_success(s, "{ 'execute': 'cont' }");
+    s = dest_loads(VTPM_ARGS ",buffer-bar=off", uri);
     g_assert_cmpuint(vtpm_pci_read_response(s, vtpm_pci_port(s), rsp,
                                             sizeof(rsp)), ==, data_len);
     g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_INITIALIZE);

@@ -62,6 +62,18 @@ static void buffer_fill(QTestState *s, uint64_t buffer, uint8_t byte)
 }
 
 /* A GetRandom(32) response: success, 32 bytes */
+/* BAR 2 holds zeroes from @from on */
+static void assert_buffer_clear(QTestState *s, uint64_t buffer, size_t from)
+{
+    g_autofree uint8_t *held = g_malloc(VTPM_PCI_BUFFER_MAX);
+    size_t i;
+
+    qtest_memread(s, buffer, held, VTPM_PCI_BUFFER_MAX);
+    for (i = from; i < VTPM_PCI_BUFFER_MAX; i++) {
+        g_assert_cmphex(held[i], ==, 0);
+    }
+}
+
 static void assert_random_32(const uint8_t *rsp, size_t len)
 {
     g_assert_cmpuint(len, ==, TPM_RSP_HDR_SIZE + 2 + 32);
@@ -477,8 +489,6 @@ static void test_reset(void)
     QTestState *s = qtest_init(VTPM_ARGS);
     uint16_t port = vtpm_pci_port(s);
     uint64_t buffer = vtpm_pci_buffer(s);
-    g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
-    g_autofree uint8_t *zero = g_malloc0(VTPM_PCI_BUFFER_MAX);
     uint8_t rsp[64];
 
     tpm_util_startup(s, vtpm_pci_buffer_transfer);
@@ -490,8 +500,7 @@ static void test_reset(void)
     /* The PCI core cleared the BARs: place them again */
     port = vtpm_pci_port(s);
     buffer = vtpm_pci_buffer(s);
-    qtest_memread(s, buffer, after, VTPM_PCI_BUFFER_MAX);
-    g_assert_cmpmem(after, VTPM_PCI_BUFFER_MAX, zero, VTPM_PCI_BUFFER_MAX);
+    assert_buffer_clear(s, buffer, 0);
     g_assert_cmpuint(vtpm_pci_state(s, port), ==, VTPM_STATE_IDLE);
     g_assert_cmpuint(reg(s, port, A_VTPM_RSP_SIZE), ==, 0);
     g_assert_cmphex(reg(s, port, A_VTPM_FEATURES), ==, SPEC_BUFFER);
@@ -540,9 +549,8 @@ static void test_reset_mid_command(void)
     QTestState *s = qtest_init(VTPM_ARGS_SLOW);
     uint16_t port = vtpm_pci_port(s);
     uint64_t buffer = vtpm_pci_buffer(s);
-    g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
     uint8_t rsp[64];
-    uint32_t len, i;
+    uint32_t len;
 
     tpm_util_startup(s, vtpm_pci_buffer_transfer);
     start_key_executing(s, port, buffer);
@@ -559,10 +567,7 @@ static void test_reset_mid_command(void)
     len = reg(s, port, A_VTPM_RSP_SIZE);
     g_assert_cmpuint(len, ==, TPM_RSP_HDR_SIZE);
     g_assert_cmphex(ldl_be_p(rsp + 6), ==, TPM_RC_SUCCESS);
-    qtest_memread(s, buffer, after, VTPM_PCI_BUFFER_MAX);
-    for (i = len; i < VTPM_PCI_BUFFER_MAX; i++) {
-        g_assert_cmphex(after[i], ==, 0);
-    }
+    assert_buffer_clear(s, buffer, len);
     qtest_quit(s);
 }
 
@@ -581,8 +586,6 @@ static void test_unplug_executing(void)
                                 "poll-ns=0,tpmdev=t", UNPLUG_SLOT);
     uint16_t port = vtpm_pci_port(s);
     uint64_t buffer = vtpm_pci_buffer(s);
-    g_autofree uint8_t *after = g_malloc(VTPM_PCI_BUFFER_MAX);
-    g_autofree uint8_t *zero = g_malloc0(VTPM_PCI_BUFFER_MAX);
     uint8_t rsp[64];
 
     tpm_util_startup(s, vtpm_pci_buffer_transfer);
@@ -595,8 +598,7 @@ static void test_unplug_executing(void)
     port = vtpm_pci_port(s);
     buffer = vtpm_pci_buffer(s);
     g_assert_cmphex(reg(s, port, A_VTPM_FEATURES), ==, SPEC_BUFFER);
-    qtest_memread(s, buffer, after, VTPM_PCI_BUFFER_MAX);
-    g_assert_cmpmem(after, VTPM_PCI_BUFFER_MAX, zero, VTPM_PCI_BUFFER_MAX);
+    assert_buffer_clear(s, buffer, 0);
     tpm_util_startup(s, vtpm_pci_buffer_transfer);
     vtpm_pci_buffer_transfer_at(s, port, buffer, tpm2_get_random_32,
                                 sizeof(tpm2_get_random_32), rsp, sizeof(rsp));
