@@ -61,7 +61,6 @@ static void buffer_fill(QTestState *s, uint64_t buffer, uint8_t byte)
     qtest_memwrite(s, buffer, fill, VTPM_PCI_BUFFER_MAX);
 }
 
-/* A GetRandom(32) response: success, 32 bytes */
 /* BAR 2 holds zeroes from @from on */
 static void assert_buffer_clear(QTestState *s, uint64_t buffer, size_t from)
 {
@@ -74,6 +73,7 @@ static void assert_buffer_clear(QTestState *s, uint64_t buffer, size_t from)
     }
 }
 
+/* A GetRandom(32) response: success, 32 bytes */
 static void assert_random_32(const uint8_t *rsp, size_t len)
 {
     g_assert_cmpuint(len, ==, TPM_RSP_HDR_SIZE + 2 + 32);
